@@ -1,4 +1,6 @@
 """Common base of the retrieval datasets: a list of image paths with integer class labels."""
+import os
+
 import PIL.Image
 import torch.utils.data
 
@@ -38,3 +40,36 @@ class BaseDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             im = self.transform(im)
         return im, self.ys[index], index
+
+
+def require(path, what, dataset, url, layout):
+    """Fail with one UserError when a dataset's folder or metadata file is absent.
+
+    Checked before anything else so that a missing download is reported once, with the path
+    that was looked for and where the data comes from, instead of as a later traceback.
+    """
+    if not os.path.exists(path):
+        raise UserError(f"{dataset} not found: expected {what} at {path}. Download {dataset} from "
+                        f"{url} and extract it so that the data directory holds {layout} "
+                        f"(or give the data directory that already holds it).")
+
+
+def check_images_exist(paths, source):
+    """Fail at construction, not hours into training, when metadata lists absent image files.
+
+    One directory listing per folder instead of one stat per image: SOP has 120k images in a
+    dozen folders.
+    """
+    listings = {}
+    missing = []
+    for p in paths:
+        folder, name = os.path.split(p)
+        if folder not in listings:
+            listings[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        if name not in listings[folder]:
+            missing.append(p)
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise UserError(f"{len(missing)} image file(s) listed in {source} do not exist: {shown}. "
+                        f"The image archive seems incompletely extracted: extract it again next "
+                        f"to {os.path.basename(source)}.")

@@ -1,0 +1,26 @@
+"""Retrieval datasets (CUB-200-2011, Cars-196, Stanford Online Products), transforms, sampler.
+
+Every dataset takes `(data_dir, mode, transform)`, mode 'train' or 'eval' (disjoint classes),
+and yields `(image, label, index)` with labels 0..C-1 within the split.
+To add a dataset: a module with a BaseDataset subclass, and one entry in DATASETS.
+"""
+from errors import UserError
+
+from .base import BaseDataset, load_image
+from .cars import Cars
+from .cub import CUBirds
+from .sampler import BalancedBatchSampler
+from .sop import SOP
+from .transforms import build_transform, repeat_for_views, views_to_batch
+
+# Keys are the CLI's --dataset values (the reference's names).
+DATASETS = {"cub": CUBirds, "cars": Cars, "SOP": SOP}
+
+
+def build_dataset(name, data_dir, mode, transform=None):
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; valid --dataset values: "
+                        f"{', '.join(DATASETS)}.")
+    if mode not in ("train", "eval"):
+        raise UserError(f"dataset mode must be 'train' or 'eval', got {mode!r}.")
+    return DATASETS[name](data_dir, mode, transform)

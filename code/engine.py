@@ -1,0 +1,122 @@
+"""Pieces shared by the training entry points: data loaders, optimizer, one epoch, evaluation."""
+import time
+
+import torch
+from tqdm import tqdm
+
+from dataset import BalancedBatchSampler, build_dataset, build_transform
+from errors import UserError
+from metrics import recall_at_k
+from runtime import seed_worker
+
+OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop")
+
+
+def recall_ks(dataset_name):
+    """The K list the paper reports: 1,10,100,1000 on SOP, 1,2,4,8 elsewhere."""
+    return [1, 10, 100, 1000] if dataset_name == "SOP" else [1, 2, 4, 8]
+
+
+def image_options(args):
+    """Transform keyword arguments from the CLI (crop size; no flips where left != right)."""
+    return dict(crop_size=args.crop_size, flip=args.dataset != "emoji")
+
+
+def build_loaders(args, model_name, views, seed):
+    """Class-balanced training loader (multi-view) and the evaluation loader of the eval split."""
+    opts = image_options(args)
+    train_set = build_dataset(args.dataset, args.DATA_DIR, "train",
+                              build_transform(model_name, True, views=views, **opts))
+    eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", build_transform(model_name, False, **opts))
+    common = dict(num_workers=args.workers, pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker)
+    loader_gen = torch.Generator().manual_seed(seed + 1)
+    if args.IPC:
+        sampler = BalancedBatchSampler(train_set.ys, args.batch_size, args.IPC,
+                                       generator=torch.Generator().manual_seed(seed))
+        train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, generator=loader_gen, **common)
+    else:   # the reference's plain shuffled batches (train_source without --IPC)
+        if len(train_set) < args.batch_size:
+            raise UserError(f"the training split has {len(train_set)} images, fewer than --batch-size "
+                            f"{args.batch_size}. Lower --batch-size.")
+        train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                                   drop_last=True, generator=loader_gen, **common)
+    eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.batch_size, shuffle=False, **common)
+    return train_loader, eval_loader
+
+
+def build_optimizer(name, param_groups, lr, weight_decay):
+    """The reference's optimizers (train_target's settings, `adam` with eps=1 included, sic)."""
+    if name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    if name == "adam":
+        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay, eps=1)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(param_groups, lr=lr, alpha=0.9, weight_decay=weight_decay, momentum=0.9)
+    raise UserError(f"unknown --optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+
+
+class Warmup:
+    """During warm-up epochs only the network's embedding layer learns (the losses' own
+    parameters, e.g. proxies, always do); parameters frozen for other reasons stay frozen."""
+
+    def __init__(self, model):
+        self.trunk = [p for n, p in model.named_parameters()
+                      if p.requires_grad and not n.startswith("model.embedding.")]
+
+    def set(self, warm):
+        for p in self.trunk:
+            p.requires_grad_(not warm)
+
+
+def train_one_epoch(compute_loss, loader, optimizer, device, epoch, clip_value=None, desc="train"):
+    """One pass over `loader`; compute_loss(batch) -> scalar loss. Returns the mean loss.
+
+    A non-finite loss stops the run (UserError naming epoch and step): stepping on it would
+    destroy the weights.
+    """
+    total, steps, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, mininterval=1.0, disable=None)
+    for step, batch in enumerate(bar):
+        loss = compute_loss(batch)
+        if not torch.isfinite(loss):
+            raise UserError(f"the loss became {loss.item()} at epoch {epoch}, step {step}: training "
+                            "diverged. Lower --lr, or check the inputs (source checkpoint, data).")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_value is not None:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_value_(params, clip_value)
+        optimizer.step()
+        total += loss.item()
+        steps += 1
+        seen += batch[0].shape[0] * (batch[0].shape[1] if batch[0].dim() == 5 else 1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                        img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+    return total / max(steps, 1)
+
+
+@torch.no_grad()
+def predict_batchwise(model, loader, device):
+    """Embeddings (N, d) and labels (N,) of a whole loader, in dataset order, model in eval mode."""
+    was_training = model.training
+    model.eval()
+    embs, labels = [], []
+    for x, y, _ in tqdm(loader, desc="embed", leave=False, dynamic_ncols=True, mininterval=1.0, disable=None):
+        _, emb = model(x.to(device, non_blocking=True))
+        embs.append(emb.float().cpu())
+        labels.append(torch.as_tensor(y))
+    model.train(was_training)
+    return torch.cat(embs), torch.cat(labels)
+
+
+def evaluate(model, loader, device, ks):
+    """{'R@k': recall} on the loader's split."""
+    X, T = predict_batchwise(model, loader, device)
+    return {f"R@{k}": r for k, r in zip(ks, recall_at_k(X, T, ks))}
+
+
+def format_recalls(recalls):
+    return ", ".join(f"{k} {100 * v:.2f}" for k, v in recalls.items())
+

@@ -1,0 +1,65 @@
+"""What every backbone shares: the GAP+GMP -> Linear embedding head, L2 norm and BN freezing."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def l2_normalize(x):
+    # The reference's formula (eps inside the square root), not F.normalize's clamp.
+    return x / torch.sqrt((x * x).sum(dim=1, keepdim=True) + 1e-12)
+
+
+class EmbeddingNet(nn.Module):
+    """A trunk under `self.model` plus the embedding head of the reference.
+
+    The head lives inside the trunk (`self.model.embedding`) because the reference's checkpoints
+    name it `model.embedding.*`. Subclasses set `arch`, `feature_channels`, `feature_strides`,
+    `feat_dim` and implement `feature_maps(x)`: the intermediate maps, the last one being pooled.
+    forward(x) returns (feature maps + [feat], emb).
+    """
+
+    arch = None
+    feature_channels = ()  # channels of each map returned by feature_maps
+    feature_strides = ()   # input size / map size, for inputs whose size the network divides
+    feat_dim = None        # size of the pooled vector fed to the embedding layer
+
+    def __init__(self, trunk, embedding_size, l2_norm=False, bn_freeze=False):
+        super().__init__()
+        self.model = trunk
+        self.embedding_size = embedding_size
+        self.l2_norm = l2_norm
+        self.bn_freeze = bn_freeze
+        # Per-instance lists, so that a caller editing them cannot change other models.
+        self.feature_channels = list(self.feature_channels)
+        self.feature_strides = list(self.feature_strides)
+        self.model.embedding = nn.Linear(self.feat_dim, embedding_size)
+        nn.init.orthogonal_(self.model.embedding.weight)
+        nn.init.constant_(self.model.embedding.bias, 0)
+        if bn_freeze:
+            for m in self.batchnorms():
+                m.weight.requires_grad_(False)
+                m.bias.requires_grad_(False)
+        self.train()  # puts frozen BatchNorms in eval mode from the start
+
+    def batchnorms(self):
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def train(self, mode=True):
+        # model.train() would otherwise switch frozen BatchNorms back to batch statistics.
+        super().train(mode)
+        if self.bn_freeze:
+            for m in self.batchnorms():
+                m.eval()
+        return self
+
+    def feature_maps(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        maps = self.feature_maps(x)
+        last = maps[-1]
+        feat = F.adaptive_avg_pool2d(last, 1).flatten(1) + F.adaptive_max_pool2d(last, 1).flatten(1)
+        emb = self.model.embedding(feat)
+        if self.l2_norm:
+            emb = l2_normalize(emb)
+        return list(maps) + [feat], emb

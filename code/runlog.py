@@ -1,0 +1,92 @@
+"""What a run records: args.json, metrics.jsonl (one line per epoch), the best model and its
+results file in the reference's names, and wandb (optional, never blocking)."""
+import netrc
+import os
+import sys
+
+from errors import UserError
+from storage import append_jsonl, save_json, save_text, save_torch
+from runtime import warn
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def _wandb_credentials():
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def start_wandb(mode, project, run_dir, args):
+    """A wandb run, or None. auto = online with credentials, offline without; never a prompt.
+    Any wandb failure (missing package, network) only warns: training goes on."""
+    if mode == "disabled":
+        return None
+    if mode == "auto":
+        mode = "online" if _wandb_credentials() else "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ["WANDB_DISABLE_CODE"] = "true"
+    try:
+        import wandb
+        return wandb.init(project=project, config=vars(args), name=os.path.basename(run_dir),
+                          dir=run_dir, mode=mode, reinit="finish_previous",
+                          settings=wandb.Settings(console="off", init_timeout=60))
+    except Exception as e:  # noqa: BLE001 - any wandb problem must not stop training
+        warn(f"wandb could not start ({type(e).__name__}: {e}); continuing without it.")
+        return None
+
+
+def check_writable(folder):
+    """Fail before training, not after the first epoch, when results cannot be written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, ".write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"cannot write to the log folder {folder} ({e.strerror}): pass a writable "
+                        "--LOG_DIR.") from e
+
+
+class RunLog:
+    """The run folder and everything written into it."""
+
+    def __init__(self, run_dir, args, wandb_project):
+        self.dir = run_dir
+        check_writable(run_dir)
+        save_json(vars(args), os.path.join(run_dir, "args.json"))
+        self.metrics_path = os.path.join(run_dir, "metrics.jsonl")
+        self.wandb = start_wandb(args.wandb, wandb_project, run_dir, args)
+
+    def epoch(self, record):
+        """record: {'epoch', 'loss', 'lr', 'R@k'..., 'time'}; printed, appended and sent to wandb."""
+        append_jsonl(record, self.metrics_path)
+        recalls = ", ".join(f"{k} {100 * v:.2f}" for k, v in record.items() if k.startswith("R@"))
+        print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {recalls} "
+              f"({record['time']:.1f} s)", flush=True)
+        if self.wandb is not None:
+            try:
+                self.wandb.log({k: v for k, v in record.items() if k not in ("epoch", "time")},
+                               step=record["epoch"])
+            except Exception as e:  # noqa: BLE001
+                warn(f"wandb.log failed ({e}); continuing without wandb.")
+                self.wandb = None
+
+    def save_best(self, model, prefix, epoch, recalls):
+        """`{prefix}_best.pth` = {'model_state_dict': ...} and `{prefix}_best_results.txt`, as the
+        reference names them (prefix = '{dataset}_{model}')."""
+        save_torch({"model_state_dict": model.state_dict()}, os.path.join(self.dir, f"{prefix}_best.pth"))
+        lines = [f"Best Epoch: {epoch}"] + [f"Best Recall@{k[2:]}: {100 * v:.4f}" for k, v in recalls.items()]
+        save_text("\n".join(lines) + "\n", os.path.join(self.dir, f"{prefix}_best_results.txt"))
+
+    def finish(self):
+        if self.wandb is not None:
+            try:
+                self.wandb.finish()
+            except Exception:  # noqa: BLE001
+                pass
+        sys.stdout.flush()

@@ -1,0 +1,57 @@
+"""Where the run executes: device choice, seeding. Kept in one place so entry points stay short."""
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+from errors import UserError
+
+
+def warn(msg):
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def select_device(gpu_id):
+    """The reference's `--gpu-id N` -> cuda:N; the CPU (after one warning) where CUDA is absent."""
+    if not torch.cuda.is_available():
+        warn(f"CUDA is not available: running on the CPU (--gpu-id {gpu_id} ignored).")
+        return torch.device("cpu")
+    if gpu_id == -1:
+        warn("--gpu-id -1 (the reference's nn.DataParallel) is not used here: for several GPUs "
+             "launch with `torchrun --nproc_per_node=N ...`. Running on cuda:0.")
+        gpu_id = 0
+    if not 0 <= gpu_id < torch.cuda.device_count():
+        raise UserError(f"--gpu-id {gpu_id}: this machine has {torch.cuda.device_count()} CUDA "
+                        f"device(s), numbered 0..{torch.cuda.device_count() - 1}.")
+    torch.cuda.set_device(gpu_id)
+    return torch.device("cuda", gpu_id)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+def seed_worker(worker_id):
+    """DataLoader worker init: numpy/random seeded from the worker's torch seed (which the loader's
+    generator fixes), so augmentations are reproducible run to run."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def run_cli(main, parser, argv=None):
+    """Parse, run, and turn expected failures into one message and a non-zero exit."""
+    args = parser.parse_args(argv)
+    try:
+        return main(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,40 @@
+"""Files a run produces, written atomically: a crash while saving leaves the previous file intact."""
+import json
+import os
+import tempfile
+
+import torch
+
+
+def _atomic(path, write):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_torch(obj, path):
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def save_text(text, path):
+    _atomic(path, lambda f: f.write(text.encode()))
+
+
+def save_json(obj, path):
+    save_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def append_jsonl(obj, path):
+    """One line per record; appends are small and line-buffered, so a crash loses at most one."""
+    with open(path, "a") as f:
+        f.write(json.dumps(obj, sort_keys=True) + "\n")

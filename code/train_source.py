@@ -1,0 +1,128 @@
+"""Train a source embedding network with Proxy-Anchor (or a metric-learning baseline).
+
+    python code/train_source.py --gpu-id 0 --model bn_inception --embedding-size 512 \
+        --batch-size 180 --lr 1e-4 --dataset cub --warm 1 --bn-freeze 1 --lr-decay-step 10
+
+Flags and defaults follow the Proxy-Anchor reference (SPEC.md section 4). The best model (by R@1)
+is saved as pretrained_source/{model}/{dataset}_{model}_{dim}dim_{loss}_ckpt.pth, the name of the
+released checkpoints, so code/train_target.py --source-ckpt takes either.
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from engine import (OPTIMIZERS, Warmup, build_loaders, build_optimizer, evaluate, recall_ks,  # noqa: E402
+                    train_one_epoch)
+from errors import UserError  # noqa: E402
+from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
+from models import MODELS, build_model  # noqa: E402
+from runlog import WANDB_MODES, RunLog  # noqa: E402
+from runtime import run_cli, seed_everything, select_device  # noqa: E402
+from storage import save_torch  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="Train a source embedding network (Proxy-Anchor recipe).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--LOG_DIR", default="./logs", help="folder of the run folders")
+    p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
+    p.add_argument("--DATA_DIR", default="./data", help="folder holding the datasets")
+    p.add_argument("--embedding-size", default=512, type=int)
+    p.add_argument("--batch-size", default=150, type=int)
+    p.add_argument("--epochs", default=60, type=int)
+    p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; the CPU when CUDA is absent")
+    p.add_argument("--workers", default=4, type=int)
+    p.add_argument("--model", default="bn_inception", help=", ".join(MODELS))
+    p.add_argument("--loss", default="Proxy_Anchor", help=", ".join(SOURCE_LOSSES))
+    p.add_argument("--optimizer", default="adamw", help=", ".join(OPTIMIZERS))
+    p.add_argument("--lr", default=1e-4, type=float)
+    p.add_argument("--weight-decay", default=1e-4, type=float)
+    p.add_argument("--lr-decay-step", default=10, type=int, help="StepLR step (epochs)")
+    p.add_argument("--lr-decay-gamma", default=0.5, type=float)
+    p.add_argument("--alpha", default=32.0, type=float, help="Proxy-Anchor scale")
+    p.add_argument("--mrg", default=0.1, type=float, help="Proxy-Anchor margin")
+    p.add_argument("--IPC", default=0, type=int, help="images per class in a batch (0: plain shuffled batches)")
+    p.add_argument("--warm", default=1, type=int, help="epochs training only the embedding layer and proxies")
+    p.add_argument("--bn-freeze", default=1, type=int)
+    p.add_argument("--l2-norm", default=1, type=int, help="1: L2-normalise the embedding")
+    p.add_argument("--remark", default="")
+    # Additions.
+    p.add_argument("--save-dir", default="./pretrained_source", help="where the source checkpoint goes")
+    p.add_argument("--seed", default=0, type=int)
+    p.add_argument("--random-init", action="store_true", help="start from random weights, not ImageNet")
+    p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
+    p.add_argument("--wandb", default="auto", choices=WANDB_MODES)
+    return p
+
+
+def run_dir(args):
+    """The Proxy-Anchor reference's run folder name."""
+    name = (f"{args.model}_{args.loss}_embedding{args.embedding_size}_alpha{args.alpha}_mrg{args.mrg}"
+            f"_{args.optimizer}_lr{args.lr}_batch{args.batch_size}{args.remark}")
+    return os.path.join(args.LOG_DIR, f"logs_{args.dataset}", name)
+
+
+def checkpoint_path(args):
+    return os.path.join(args.save_dir, args.model,
+                        f"{args.dataset}_{args.model}_{args.embedding_size}dim_{args.loss}_ckpt.pth")
+
+
+def main(args):
+    if args.model not in MODELS:
+        raise UserError(f"unknown --model {args.model!r}; valid: {', '.join(MODELS)}")
+    seed_everything(args.seed)
+    device = select_device(args.gpu_id)
+    train_loader, eval_loader = build_loaders(args, args.model, 1, args.seed)
+    train_set = train_loader.dataset
+    model = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                        l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)).to(device)
+    criterion = build_source_loss(args.loss, train_set.nb_classes(), args.embedding_size,
+                                  mrg=args.mrg, alpha=args.alpha).to(device)
+    embedding = list(model.model.embedding.parameters())
+    trunk = [p for p in model.parameters() if all(p is not e for e in embedding)]
+    groups = [{"params": trunk}, {"params": embedding, "lr": args.lr}]
+    if list(criterion.parameters()):   # proxies: 100x for Proxy-Anchor, 1x for Proxy-NCA (reference)
+        groups.append({"params": list(criterion.parameters()),
+                       "lr": args.lr * (100 if args.loss == "Proxy_Anchor" else 1)})
+    optimizer = build_optimizer(args.optimizer, groups, args.lr, args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay_step, gamma=args.lr_decay_gamma)
+    log = RunLog(run_dir(args), args, "EmbeddingTransfer_Source")
+    ks, ckpt = recall_ks(args.dataset), checkpoint_path(args)
+    print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
+          f"{len(eval_loader.dataset)} images; {args.loss}: {args.model}-{args.embedding_size} on {device}; "
+          f"logs in {log.dir}, best model -> {ckpt}", flush=True)
+
+    def compute_loss(batch):
+        x, y, _ = batch
+        _, emb = model(x.to(device, non_blocking=True))
+        return criterion(emb, y.to(device))
+
+    warmup, best = Warmup(model), None
+    try:
+        for epoch in range(args.epochs):
+            t0 = time.perf_counter()
+            warmup.set(epoch < args.warm)
+            model.train()
+            lr = optimizer.param_groups[0]["lr"]
+            loss = train_one_epoch(compute_loss, train_loader, optimizer, device, epoch, clip_value=10)
+            scheduler.step()
+            recalls = evaluate(model, eval_loader, device, ks)
+            log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
+            if best is None or recalls["R@1"] > best[1]["R@1"]:
+                best = (epoch, recalls)
+                save_torch({"model_state_dict": model.state_dict()}, ckpt)
+                log.save_best(model, f"{args.dataset}_{args.model}", epoch, recalls)
+    finally:
+        log.finish()
+    print(f"best epoch {best[0]}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in best[1].items())
+          + f"; saved {ckpt}")
+    return best
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

@@ -1,0 +1,182 @@
+"""Train a target embedding network from a frozen source network (embedding transfer).
+
+    python code/train_target.py --gpu-id 0 --loss Relaxed_Contra --model bn_inception \
+        --embedding-size 512 --dataset cub \
+        --source-ckpt pretrained_source/bn_inception/cub_bn_inception_512dim_Proxy_Anchor_ckpt.pth
+
+Flags, defaults and output files follow the paper's reference code (SPEC.md section 4).
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from engine import (OPTIMIZERS, build_loaders, build_optimizer, evaluate, recall_ks,  # noqa: E402
+                    Warmup, train_one_epoch)
+from errors import UserError  # noqa: E402
+from losses import LOSSES  # noqa: E402
+from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
+from runlog import WANDB_MODES, RunLog  # noqa: E402
+from runtime import run_cli, seed_everything, select_device  # noqa: E402
+from transfer import TransferObjective, construct, pair_feature_maps  # noqa: E402
+
+DEFAULT_SOURCE = {"resnet": ("resnet50", 512)}   # the reference's pairing; else BN-Inception-512
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="Embedding transfer: train a target network from a source network.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # The reference's flags.
+    p.add_argument("--LOG_DIR", default="./logs", help="folder of the run folders")
+    p.add_argument("--save", default=1, type=int, help="1: save the best model and its results file")
+    p.add_argument("--workers", default=4, type=int, help="data-loading processes")
+    p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; the CPU when CUDA is absent")
+    p.add_argument("--DATA_DIR", default="./data", help="folder holding the datasets")
+    p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
+    p.add_argument("--embedding-size", default=512, type=int, help="target embedding size")
+    p.add_argument("--batch-size", default=90, type=int, help="images per batch (each in --view views)")
+    p.add_argument("--epochs", default=90, type=int)
+    p.add_argument("--model", default="bn_inception", help=f"target network: {', '.join(MODELS)}")
+    p.add_argument("--loss", default="Relaxed_Contra", help=f"transfer loss: {', '.join(LOSSES)}")
+    p.add_argument("--optimizer", default="adamw", help=", ".join(OPTIMIZERS))
+    p.add_argument("--lr", default=1e-4, type=float)
+    p.add_argument("--weight-decay", default=1e-4, type=float)
+    p.add_argument("--IPC", default=3, type=int, help="images per class in a batch")
+    p.add_argument("--bn-freeze", default=1, type=int, help="1: BatchNorm statistics and affine frozen")
+    p.add_argument("--warm", default=0, type=int, help="epochs training only the embedding layer (and proxies)")
+    p.add_argument("--target-norm", default=0, type=int, help="1: L2-normalise the target embedding")
+    p.add_argument("--source-norm", default=1, type=int, help="1: L2-normalise the source embedding")
+    p.add_argument("--source-ckpt", default="", help="the trained source network ({'model_state_dict': ...})")
+    p.add_argument("--view", default=2, type=int, help="augmented views of each image per batch")
+    p.add_argument("--delta", default=1.0, type=float, help="margin of the relaxed losses")
+    p.add_argument("--sigma", default=1.0, type=float, help="kernel bandwidth of the relaxed losses")
+    p.add_argument("--alpha", default=32.0, type=float, help="Proxy-Anchor scale (FitNet/Attention/CRD/Proxy_Anchor)")
+    p.add_argument("--mrg", default=0.1, type=float, help="Proxy-Anchor margin")
+    p.add_argument("--remark", default="", help="suffix of the run folder name")
+    # Additions; the defaults keep the reference's behaviour.
+    p.add_argument("--source-model", default=None,
+                   help="source network (default: resnet50 for ResNet targets, bn_inception otherwise)")
+    p.add_argument("--source-embedding-size", default=None, type=int, help="default: 512")
+    p.add_argument("--seed", default=0, type=int)
+    p.add_argument("--random-init", action="store_true", help="start the target from random weights, not ImageNet")
+    p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
+    p.add_argument("--nce-k", default=4096, type=int, help="CRD negatives per sample")
+    p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
+                   help="auto: online with credentials, otherwise offline")
+    return p
+
+
+def default_source(args):
+    if args.source_model is None:
+        family = "resnet" if args.model.startswith("resnet") and args.model != "resnet_narrow" else None
+        args.source_model = DEFAULT_SOURCE.get(family, ("bn_inception", 512))[0]
+    if args.source_embedding_size is None:
+        args.source_embedding_size = 512
+
+
+def run_dir(args):
+    """The reference's run folder name."""
+    name = (f"{args.model}_{args.loss}_embedding{args.embedding_size}_{args.optimizer}_lr{args.lr}"
+            f"_batch{args.batch_size}{args.remark}")
+    return os.path.join(args.LOG_DIR, f"logs_{args.dataset}", name)
+
+
+def check_args(args):
+    for name, registry, flag in ((args.loss, LOSSES, "--loss"), (args.model, MODELS, "--model"),
+                                 (args.source_model, MODELS, "--source-model")):
+        if name not in registry:
+            raise UserError(f"unknown {flag} {name!r}; valid: {', '.join(registry)}")
+    if args.optimizer not in OPTIMIZERS:
+        raise UserError(f"unknown --optimizer {args.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+
+
+def build_source(args, device):
+    if not args.source_ckpt:
+        raise UserError(f"--loss {args.loss} learns from a source network: pass --source-ckpt "
+                        "(download the released ones with scripts/download_pretrained_source_models.sh, "
+                        "or train one with code/train_source.py).")
+    source = build_model(args.source_model, args.source_embedding_size, pretrained=False,
+                         l2_norm=bool(args.source_norm))
+    load_checkpoint_weights(source, args.source_ckpt, flags=("--source-model", "--source-embedding-size"))
+    source.to(device).eval()
+    for p in source.parameters():
+        p.requires_grad_(False)
+    return source
+
+
+def build_objective(args, target, source, train_set, device):
+    method_cls = LOSSES[args.loss]
+    pairs = pair_feature_maps(target, source) if source is not None else []
+    n_slots = len(train_set) * args.view
+    available = dict(sigma=args.sigma, delta=args.delta, nb_classes=train_set.nb_classes(),
+                     sz_embed=args.embedding_size, mrg=args.mrg, alpha=args.alpha, t_dim=target.feat_dim,
+                     s_dim=source.feat_dim if source is not None else None, n_data=n_slots, nce_k=args.nce_k,
+                     channels=[(target.feature_channels[i], source.feature_channels[j]) for i, j in pairs])
+    method = construct(args.loss, **available)
+    proxy_anchor = construct("Proxy_Anchor", **available) if method_cls.with_proxy_anchor else None
+    slot_labels = torch.as_tensor(train_set.ys, dtype=torch.long).repeat(args.view)
+    return TransferObjective(method, target, source, args.view, slot_labels, pairs, proxy_anchor,
+                             nce_k=args.nce_k, generator=torch.Generator().manual_seed(args.seed + 2)).to(device)
+
+
+def param_groups(args, target, objective):
+    """Target network at --lr; the losses' own modules at --lr, their proxies at 100x (reference)."""
+    groups = [{"params": list(target.parameters()), "lr": args.lr}]
+    for loss in (objective.method, objective.proxy_anchor):
+        named = list(loss.named_parameters()) if loss is not None else []
+        for is_proxy, factor in ((False, 1), (True, 100)):
+            params = [p for n, p in named if (n == "proxies") == is_proxy]
+            if params:
+                groups.append({"params": params, "lr": args.lr * factor})
+    return groups
+
+
+def main(args):
+    default_source(args)
+    check_args(args)
+    seed_everything(args.seed)
+    device = select_device(args.gpu_id)
+    train_loader, eval_loader = build_loaders(args, args.model, args.view, args.seed)
+    train_set = train_loader.dataset
+    target = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                         l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)).to(device)
+    source = build_source(args, device) if any(k.startswith("s_") for k in LOSSES[args.loss].inputs) else None
+    objective = build_objective(args, target, source, train_set, device)
+    optimizer = build_optimizer(args.optimizer, param_groups(args, target, objective), args.lr, args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    log = RunLog(run_dir(args), args, "EmbeddingTransfer_Target")
+    ks, prefix = recall_ks(args.dataset), f"{args.dataset}_{args.model}"
+    print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
+          f"{len(eval_loader.dataset)} images; {args.loss}: {args.model}-{args.embedding_size}"
+          + (f" from {args.source_model}-{args.source_embedding_size}" if source is not None else "")
+          + f" on {device}; logs in {log.dir}", flush=True)
+
+    warmup = Warmup(target)
+    best = None
+    try:
+        for epoch in range(args.epochs):
+            t0 = time.perf_counter()
+            warmup.set(epoch < args.warm)
+            target.train()
+            lr = optimizer.param_groups[0]["lr"]
+            loss = train_one_epoch(lambda b: objective(*b), train_loader, optimizer, device, epoch)
+            scheduler.step()
+            recalls = evaluate(target, eval_loader, device, ks)
+            log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
+            if best is None or recalls["R@1"] > best[1]["R@1"]:
+                best = (epoch, recalls)
+                if args.save:
+                    log.save_best(target, prefix, epoch, recalls)
+    finally:
+        log.finish()
+    if best is not None:
+        print(f"best epoch {best[0]}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in best[1].items()))
+    return best
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

@@ -1,0 +1,73 @@
+"""The target's training objective: the chosen method's loss (+ Proxy-Anchor where the reference
+pairs them), built from the registry and fed the same way for every method."""
+import inspect
+
+import torch
+import torch.nn as nn
+
+from dataset import repeat_for_views, views_to_batch
+from losses import build_loss, call_loss, sample_contrast_index
+
+
+def pair_feature_maps(t_model, s_model):
+    """(target map index, source map index) pairs for Attention and FitNet.
+
+    Same layout (same output strides, e.g. BN-Inception -> BN-Inception, ResNet -> ResNet): pair
+    in order, as the reference did. Otherwise pair each target map with the last source map of
+    the same stride (maps must agree in size), dropping target maps no source map matches.
+    """
+    ts, ss = list(t_model.feature_strides), list(s_model.feature_strides)
+    if ts == ss:
+        return [(i, i) for i in range(len(ts))]
+    pairs = []
+    for i, stride in enumerate(ts):
+        same = [j for j, s in enumerate(ss) if s == stride]
+        if same:
+            pairs.append((i, same[-1]))
+    return pairs
+
+
+def construct(name, **available):
+    """Build loss `name`, passing the entries of `available` its constructor takes."""
+    from losses import LOSSES
+    params = inspect.signature(LOSSES[name].__init__).parameters
+    return build_loss(name, **{k: v for k, v in available.items() if k in params})
+
+
+class TransferObjective(nn.Module):
+    """loss(x, labels, index) for one training batch of V views per image.
+
+    Holds the method's loss module and, for FitNet/Attention/CRD, a Proxy-Anchor loss: both own
+    parameters (regressors, embeddings, proxies) that the optimizer must see.
+    """
+
+    def __init__(self, method, target, source, views, slot_labels, map_pairs, proxy_anchor=None,
+                 nce_k=4096, generator=None):
+        super().__init__()
+        self.method, self.proxy_anchor = method, proxy_anchor
+        self.target, self.views = target, views
+        self.source = [source]   # a list: the frozen source is no submodule (not saved, not trained)
+        self.map_pairs, self.nce_k, self.generator = map_pairs, nce_k, generator
+        self.register_buffer("slot_labels", slot_labels, persistent=False)
+        self.needs_source = any(k.startswith("s_") for k in method.inputs)
+
+    def forward(self, x, labels, index):
+        device = self.slot_labels.device
+        x = views_to_batch(x.to(device, non_blocking=True))                # (V*B, 3, H, W)
+        labels = repeat_for_views(labels.to(device), self.views)           # (V*B,)
+        # View v of image i has its own memory slot i + v*n_images (CRD).
+        index = repeat_for_views(index.to(device), self.views, offset=len(self.slot_labels) // self.views)
+        t_feats, t_emb = self.target(x)
+        batch = dict(t_emb=t_emb, labels=labels, index=index, t_pool=t_feats[-1],
+                     t_maps=[t_feats[i] for i, _ in self.map_pairs])
+        if self.needs_source:
+            with torch.no_grad():
+                s_feats, s_emb = self.source[0](x)
+            batch.update(s_emb=s_emb, s_pool=s_feats[-1], s_maps=[s_feats[j] for _, j in self.map_pairs])
+        if "contrast_index" in self.method.inputs:
+            batch["contrast_index"] = sample_contrast_index(
+                index.cpu(), self.slot_labels.cpu(), self.nce_k, self.generator).to(device)
+        loss = call_loss(self.method, batch)
+        if self.proxy_anchor is not None:
+            loss = loss + call_loss(self.proxy_anchor, batch)
+        return loss
