@@ -18,8 +18,11 @@ def recall_ks(dataset_name):
 
 
 def image_options(args):
-    """Transform keyword arguments from the CLI (crop size; no flips where left != right)."""
-    return dict(crop_size=args.crop_size, flip=args.dataset != "emoji")
+    """Transform keyword arguments: the crop size, and for emoji no flip (left and right arrows are
+    different classes) and milder crops (a small crop of a pictogram shows nothing recognisable)."""
+    if args.dataset == "emoji":
+        return dict(crop_size=args.crop_size, flip=False, scale=(0.5, 1.0))
+    return dict(crop_size=args.crop_size)
 
 
 def build_loaders(args, model_name, views, seed):
@@ -70,15 +73,21 @@ class Warmup:
             p.requires_grad_(not warm)
 
 
-def train_one_epoch(compute_loss, loader, optimizer, device, epoch, clip_value=None, desc="train"):
-    """One pass over `loader`; compute_loss(batch) -> scalar loss. Returns the mean loss.
+def train_one_epoch(compute_loss, loader, optimizer, device, epoch, clip_value=None, deadline=None,
+                    desc="train"):
+    """One pass over `loader`; compute_loss(batch) -> scalar loss. Returns (mean loss, stopped):
+    stopped is True when the time.perf_counter() `deadline` ended the epoch early.
 
     A non-finite loss stops the run (UserError naming epoch and step): stepping on it would
     destroy the weights.
     """
     total, steps, seen, t0 = 0.0, 0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, mininterval=1.0, disable=None)
+    stopped = False
     for step, batch in enumerate(bar):
+        if deadline is not None and time.perf_counter() > deadline:
+            stopped = True
+            break
         loss = compute_loss(batch)
         if not torch.isfinite(loss):
             raise UserError(f"the loss became {loss.item()} at epoch {epoch}, step {step}: training "
@@ -94,7 +103,8 @@ def train_one_epoch(compute_loss, loader, optimizer, device, epoch, clip_value=N
         seen += batch[0].shape[0] * (batch[0].shape[1] if batch[0].dim() == 5 else 1)
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
                         img_s=f"{seen / (time.perf_counter() - t0):.0f}")
-    return total / max(steps, 1)
+    bar.close()
+    return total / max(steps, 1), stopped
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ import os
 import sys
 
 from errors import UserError
+from models import weights_record
 from storage import append_jsonl, save_json, save_text, save_torch
 from runtime import warn
 
@@ -77,9 +78,9 @@ class RunLog:
                 self.wandb = None
 
     def save_best(self, model, prefix, epoch, recalls):
-        """`{prefix}_best.pth` = {'model_state_dict': ...} and `{prefix}_best_results.txt`, as the
-        reference names them (prefix = '{dataset}_{model}')."""
-        save_torch({"model_state_dict": model.state_dict()}, os.path.join(self.dir, f"{prefix}_best.pth"))
+        """`{prefix}_best.pth` ({'model_state_dict': ...}, see models.weights_record) and
+        `{prefix}_best_results.txt`, as the reference names them (prefix = '{dataset}_{model}')."""
+        save_torch(weights_record(model), os.path.join(self.dir, f"{prefix}_best.pth"))
         lines = [f"Best Epoch: {epoch}"] + [f"Best Recall@{k[2:]}: {100 * v:.4f}" for k, v in recalls.items()]
         save_text("\n".join(lines) + "\n", os.path.join(self.dir, f"{prefix}_best_results.txt"))
 

@@ -20,7 +20,7 @@ from engine import (OPTIMIZERS, Warmup, build_loaders, build_optimizer, evaluate
                     train_one_epoch)
 from errors import UserError  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
-from models import MODELS, build_model  # noqa: E402
+from models import MODELS, build_model, weights_record  # noqa: E402
 from runlog import WANDB_MODES, RunLog  # noqa: E402
 from runtime import run_cli, seed_everything, select_device  # noqa: E402
 from storage import save_torch  # noqa: E402
@@ -56,6 +56,8 @@ def get_args_parser():
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--random-init", action="store_true", help="start from random weights, not ImageNet")
     p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
+    p.add_argument("--time-budget", default=0, type=float,
+                   help="seconds of training after which the run evaluates and stops (0: no limit)")
     p.add_argument("--wandb", default="auto", choices=WANDB_MODES)
     return p
 
@@ -73,8 +75,10 @@ def checkpoint_path(args):
 
 
 def main(args):
-    if args.model not in MODELS:
-        raise UserError(f"unknown --model {args.model!r}; valid: {', '.join(MODELS)}")
+    for name, valid, flag in ((args.model, MODELS, "--model"), (args.loss, SOURCE_LOSSES, "--loss"),
+                              (args.optimizer, OPTIMIZERS, "--optimizer")):
+        if name not in valid:
+            raise UserError(f"unknown {flag} {name!r}; valid: {', '.join(valid)}")
     seed_everything(args.seed)
     device = select_device(args.gpu_id)
     train_loader, eval_loader = build_loaders(args, args.model, 1, args.seed)
@@ -103,20 +107,27 @@ def main(args):
         return criterion(emb, y.to(device))
 
     warmup, best = Warmup(model), None
+    deadline = time.perf_counter() + args.time_budget if args.time_budget > 0 else None
     try:
         for epoch in range(args.epochs):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             t0 = time.perf_counter()
             warmup.set(epoch < args.warm)
             model.train()
             lr = optimizer.param_groups[0]["lr"]
-            loss = train_one_epoch(compute_loss, train_loader, optimizer, device, epoch, clip_value=10)
+            loss, stopped = train_one_epoch(compute_loss, train_loader, optimizer, device, epoch,
+                                            clip_value=10, deadline=deadline)
             scheduler.step()
             recalls = evaluate(model, eval_loader, device, ks)
             log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
             if best is None or recalls["R@1"] > best[1]["R@1"]:
                 best = (epoch, recalls)
-                save_torch({"model_state_dict": model.state_dict()}, ckpt)
+                save_torch(weights_record(model), ckpt)
                 log.save_best(model, f"{args.dataset}_{args.model}", epoch, recalls)
+            if stopped:
+                print(f"--time-budget {args.time_budget:g} s reached during epoch {epoch}.", flush=True)
+                break
     finally:
         log.finish()
     print(f"best epoch {best[0]}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in best[1].items())

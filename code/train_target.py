@@ -24,7 +24,10 @@ from runlog import WANDB_MODES, RunLog  # noqa: E402
 from runtime import run_cli, seed_everything, select_device  # noqa: E402
 from transfer import TransferObjective, construct, pair_feature_maps  # noqa: E402
 
-DEFAULT_SOURCE = {"resnet": ("resnet50", 512)}   # the reference's pairing; else BN-Inception-512
+# The reference's pairing (ResNet targets learn from ResNet-50-512, others from BN-Inception-512);
+# the CPU demo network learns from its own kind.
+DEFAULT_SOURCE = {"resnet18": "resnet50", "resnet50": "resnet50", "resnet101": "resnet50",
+                  "resnet_narrow": "resnet_narrow"}
 
 
 def get_args_parser():
@@ -65,6 +68,8 @@ def get_args_parser():
     p.add_argument("--random-init", action="store_true", help="start the target from random weights, not ImageNet")
     p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
     p.add_argument("--nce-k", default=4096, type=int, help="CRD negatives per sample")
+    p.add_argument("--time-budget", default=0, type=float,
+                   help="seconds of training after which the run evaluates and stops (0: no limit)")
     p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
                    help="auto: online with credentials, otherwise offline")
     return p
@@ -72,8 +77,7 @@ def get_args_parser():
 
 def default_source(args):
     if args.source_model is None:
-        family = "resnet" if args.model.startswith("resnet") and args.model != "resnet_narrow" else None
-        args.source_model = DEFAULT_SOURCE.get(family, ("bn_inception", 512))[0]
+        args.source_model = DEFAULT_SOURCE.get(args.model, "bn_inception")
     if args.source_embedding_size is None:
         args.source_embedding_size = 512
 
@@ -157,13 +161,17 @@ def main(args):
 
     warmup = Warmup(target)
     best = None
+    deadline = time.perf_counter() + args.time_budget if args.time_budget > 0 else None
     try:
         for epoch in range(args.epochs):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             t0 = time.perf_counter()
             warmup.set(epoch < args.warm)
             target.train()
             lr = optimizer.param_groups[0]["lr"]
-            loss = train_one_epoch(lambda b: objective(*b), train_loader, optimizer, device, epoch)
+            loss, stopped = train_one_epoch(lambda b: objective(*b), train_loader, optimizer, device, epoch,
+                                            deadline=deadline)
             scheduler.step()
             recalls = evaluate(target, eval_loader, device, ks)
             log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
@@ -171,6 +179,9 @@ def main(args):
                 best = (epoch, recalls)
                 if args.save:
                     log.save_best(target, prefix, epoch, recalls)
+            if stopped:
+                print(f"--time-budget {args.time_budget:g} s reached during epoch {epoch}.", flush=True)
+                break
     finally:
         log.finish()
     if best is not None:

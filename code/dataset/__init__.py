@@ -1,4 +1,5 @@
-"""Retrieval datasets (CUB-200-2011, Cars-196, Stanford Online Products), transforms, sampler.
+"""Retrieval datasets (CUB-200-2011, Cars-196, Stanford Online Products, and the embedded emoji
+demo set), transforms, sampler.
 
 Every dataset takes `(data_dir, mode, transform)`, mode 'train' or 'eval' (disjoint classes),
 and yields `(image, label, index)` with labels 0..C-1 within the split.
@@ -9,12 +10,13 @@ from errors import UserError
 from .base import BaseDataset, load_image
 from .cars import Cars
 from .cub import CUBirds
+from .emoji import EmojiDataset
 from .sampler import BalancedBatchSampler
 from .sop import SOP
 from .transforms import build_transform, repeat_for_views, views_to_batch
 
 # Keys are the CLI's --dataset values (the reference's names).
-DATASETS = {"cub": CUBirds, "cars": Cars, "SOP": SOP}
+DATASETS = {"cub": CUBirds, "cars": Cars, "SOP": SOP, "emoji": EmojiDataset}
 
 
 def build_dataset(name, data_dir, mode, transform=None):

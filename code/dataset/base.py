@@ -51,7 +51,8 @@ def require(path, what, dataset, url, layout):
     if not os.path.exists(path):
         raise UserError(f"{dataset} not found: expected {what} at {path}. Download {dataset} from "
                         f"{url} and extract it so that the data directory holds {layout} "
-                        f"(or give the data directory that already holds it).")
+                        f"(or pass --DATA_DIR pointing at the folder that already holds it; "
+                        f"scripts/prepare_data.md lists the archives).")
 
 
 def check_images_exist(paths, source):

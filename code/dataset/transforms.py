@@ -38,17 +38,17 @@ class MultiView:
         return torch.stack([self.transform(im) for _ in range(self.views)])
 
 
-def build_transform(model_name, train, views=1, crop_size=224, flip=True):
+def build_transform(model_name, train, views=1, crop_size=224, flip=True, scale=(0.08, 1.0)):
     """PIL image -> (3, crop, crop) tensor, or (views, 3, crop, crop) when views > 1.
 
-    train: RandomResizedCrop(crop) (+ RandomHorizontalFlip when `flip`);
+    train: RandomResizedCrop(crop, scale) (+ RandomHorizontalFlip when `flip`);
     eval:  Resize(crop * 256/224) + CenterCrop(crop), deterministic.
     `bn_inception` gets BGR [0, 255] Caffe normalisation; every other backbone ImageNet mean/std.
     """
     if not isinstance(views, int) or views < 1:
         raise UserError(f"--view must be a positive integer, got {views!r}.")
     if train:
-        geometry = [T.RandomResizedCrop(crop_size)] + ([T.RandomHorizontalFlip()] if flip else [])
+        geometry = [T.RandomResizedCrop(crop_size, scale=scale)] + ([T.RandomHorizontalFlip()] if flip else [])
     else:
         geometry = [T.Resize(round(crop_size * 256 / 224)), T.CenterCrop(crop_size)]
     if model_name == "bn_inception":

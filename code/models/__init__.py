@@ -9,7 +9,7 @@ import numbers
 
 from errors import UserError
 from .bn_inception import BNInception
-from .checkpoint import load_checkpoint_weights
+from .checkpoint import load_checkpoint_weights, weights_record
 from .narrow_resnet import NarrowResNet
 from .resnet import ResNet18, ResNet50, ResNet101
 
@@ -31,4 +31,4 @@ def build_model(name, embedding_size, pretrained=False, l2_norm=False, bn_freeze
     return MODELS[name](int(embedding_size), pretrained=pretrained, l2_norm=l2_norm, bn_freeze=bn_freeze)
 
 
-__all__ = ["MODELS", "build_model", "load_checkpoint_weights"]
+__all__ = ["MODELS", "build_model", "load_checkpoint_weights", "weights_record"]

@@ -64,3 +64,10 @@ def load_checkpoint_weights(model, path, flags=("--model", "--embedding-size")):
             hint = f"Pass the {flags[0]} and {flags[1]} it was trained with, or another checkpoint."
         raise UserError(f"{problem}. {hint}")
     return ckpt
+
+
+def weights_record(model):
+    """What a saved model holds: the reference's {'model_state_dict': ...} plus how to rebuild the
+    network (evaluate.py reads these; the reference's loaders ignore them)."""
+    return {"model_state_dict": model.state_dict(), "arch": model.arch,
+            "embedding_size": model.embedding_size, "l2_norm": bool(model.l2_norm)}

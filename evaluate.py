@@ -1,0 +1,73 @@
+"""Evaluate a saved embedding network: Recall@K on the evaluation split of a dataset.
+
+    python evaluate.py --gpu-id 0 --dataset cub --model bn_inception --embedding-size 512 \
+        --ckpt pretrained_source/bn_inception/cub_bn_inception_512dim_Proxy_Anchor_ckpt.pth
+
+Checkpoints written by this project remember their network, embedding size and L2 norm, so
+--model/--embedding-size/--l2-norm are only needed for other files (e.g. the released ones,
+which are BN-Inception or ResNet-50, 512-d, L2-normalised: the defaults).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "code"))
+
+from dataset import build_dataset, build_transform  # noqa: E402
+from engine import evaluate, recall_ks  # noqa: E402
+from errors import UserError  # noqa: E402
+from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
+from models.pretrained import read_weight_file  # noqa: E402
+from runtime import run_cli, select_device  # noqa: E402
+
+import torch  # noqa: E402
+
+FALLBACK = {"model": "bn_inception", "embedding_size": 512, "l2_norm": 1}
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="Recall@K of a saved embedding network.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", "--resume", dest="ckpt", required=True,
+                   help="checkpoint holding {'model_state_dict': ...}")
+    p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
+    p.add_argument("--DATA_DIR", default="./data")
+    p.add_argument("--model", default=None, help=f"{', '.join(MODELS)} (default: from the checkpoint, "
+                                                  "else bn_inception)")
+    p.add_argument("--embedding-size", default=None, type=int, help="default: from the checkpoint, else 512")
+    p.add_argument("--l2-norm", default=None, type=int, help="default: from the checkpoint, else 1")
+    p.add_argument("--batch-size", default=120, type=int)
+    p.add_argument("--gpu-id", default=0, type=int)
+    p.add_argument("--workers", default=4, type=int)
+    p.add_argument("--crop-size", default=224, type=int)
+    return p
+
+
+def main(args):
+    if not os.path.isfile(args.ckpt):
+        raise UserError(f"--ckpt {args.ckpt} does not exist: pass the path of a saved model "
+                        "(e.g. logs/logs_cub/.../cub_bn_inception_best.pth).")
+    saved = read_weight_file(args.ckpt)
+    saved = saved if isinstance(saved, dict) else {}
+    # Explicit flags win; then what the checkpoint recorded; then the reference's defaults.
+    for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("l2_norm", "l2_norm")):
+        if getattr(args, flag) is None:
+            setattr(args, flag, saved.get(key, FALLBACK[flag]))
+    device = select_device(args.gpu_id)
+    model = build_model(args.model, args.embedding_size, pretrained=False, l2_norm=bool(args.l2_norm))
+    load_checkpoint_weights(model, args.ckpt)
+    model.to(device)
+    tf = build_transform(args.model, train=False, crop_size=args.crop_size)
+    eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", tf)
+    loader = torch.utils.data.DataLoader(eval_set, batch_size=args.batch_size, shuffle=False,
+                                         num_workers=args.workers, pin_memory=torch.cuda.is_available())
+    recalls = evaluate(model, loader, device, recall_ks(args.dataset))
+    print(f"{args.dataset} eval split, {len(eval_set)} images, {args.model}-{args.embedding_size}"
+          f"{' (L2-normalised)' if args.l2_norm else ''} from {args.ckpt}")
+    for k, v in recalls.items():
+        print(f"{k}: {100 * v:.2f}")
+    return recalls
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

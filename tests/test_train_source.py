@@ -1,0 +1,57 @@
+"""train_source.py end to end on tiny generated trees in the real archives' layouts."""
+import json
+import os
+
+import pytest
+import torch
+
+import train_source
+from errors import UserError
+
+
+def run(argv):
+    return train_source.main(train_source.get_args_parser().parse_args(argv))
+
+
+def test_saves_the_released_checkpoint_name_and_run_files(source_ckpt):
+    assert os.path.isfile(source_ckpt)
+    ckpt = torch.load(source_ckpt, weights_only=True)
+    assert ckpt["arch"] == "resnet_narrow" and ckpt["embedding_size"] == 32 and ckpt["l2_norm"]
+    assert "model.embedding.weight" in ckpt["model_state_dict"]
+    run_dir = os.path.join(os.path.dirname(source_ckpt), "..", "..", "logs", "logs_cub")
+    (name,) = os.listdir(run_dir)
+    assert name == "resnet_narrow_Proxy_Anchor_embedding32_alpha32.0_mrg0.1_adamw_lr0.0001_batch12"
+    files = os.listdir(os.path.join(run_dir, name))
+    assert {"args.json", "metrics.jsonl", "cub_resnet_narrow_best.pth", "cub_resnet_narrow_best_results.txt"} <= set(files)
+    with open(os.path.join(run_dir, name, "metrics.jsonl")) as f:
+        rec = json.loads(f.readline())
+    assert {"epoch", "loss", "lr", "R@1", "R@2", "R@4", "R@8", "time"} <= set(rec)
+
+
+@pytest.mark.parametrize("loss", ["Proxy_NCA", "MS", "Contrastive", "Triplet", "NPair"])
+def test_baseline_losses_train(loss, tiny_cub, tiny_flags, tmp_path):
+    best = run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "8",
+                             "--batch-size", "12", "--IPC", "2", "--loss", loss, "--LOG_DIR", str(tmp_path),
+                             "--save-dir", str(tmp_path / "src")])
+    assert 0 <= best[1]["R@1"] <= 1
+    assert os.path.isfile(tmp_path / "src" / "resnet_narrow" / f"cub_resnet_narrow_8dim_{loss}_ckpt.pth")
+
+
+@pytest.mark.parametrize("dataset", ["cars", "SOP"])
+def test_other_layouts(dataset, request, tiny_flags, tmp_path):
+    data = request.getfixturevalue({"cars": "cars_dir", "SOP": "sop_dir"}[dataset])
+    best = run(tiny_flags + ["--dataset", dataset, "--DATA_DIR", str(data), "--embedding-size", "8",
+                             "--batch-size", "4", "--IPC", "2", "--LOG_DIR", str(tmp_path / "logs"),
+                             "--save-dir", str(tmp_path / "src")])
+    assert set(best[1]) == ({"R@1", "R@10", "R@100", "R@1000"} if dataset == "SOP" else {"R@1", "R@2", "R@4", "R@8"})
+
+
+def test_shuffled_batches_without_ipc(tiny_cub, tiny_flags, tmp_path):
+    run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "8",
+                      "--batch-size", "16", "--IPC", "0", "--LOG_DIR", str(tmp_path), "--save-dir", str(tmp_path)])
+
+
+def test_unknown_loss_lists_the_valid_ones(tiny_cub, tiny_flags, tmp_path):
+    with pytest.raises(UserError, match="Proxy_Anchor, Proxy_NCA"):
+        run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--loss", "Nope",
+                          "--LOG_DIR", str(tmp_path), "--save-dir", str(tmp_path)])
