@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: venv test check-reference bench-recall clean-venv
+.PHONY: venv test demo noto-font check-reference bench-recall clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -13,6 +13,19 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The CPU demo on the emoji data set (README, "Quick start").
+demo: venv noto-font
+	$(PYTHON) scripts/demo.py
+
+# Google's emoji font adds a third vendor to the demo data. Installed only where that is harmless
+# (root with apt-get, e.g. a container or CI); elsewhere the demo uses the two PyPI vendors.
+NOTO := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+noto-font:
+	@if [ ! -f $(NOTO) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && apt-get install -y -qq fonts-noto-color-emoji >/dev/null) \
+	  || echo "note: fonts-noto-color-emoji not installed; the emoji data uses two vendors"; \
+	fi
 
 # The whole suite, the reference check (tests/test_reference.py) included.
 test: venv

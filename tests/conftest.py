@@ -29,7 +29,9 @@ def make_cub(tmp_path):
     for i in reversed(range(1, 201)):  # creation order must not matter
         folder = images / f"{i:03d}.Species_{i}"
         for j in range(cub_images_per_class(i)):
-            write_jpeg(str(folder / f"Species_{i}_{j + 1:04d}_{700000 + 10 * i + j}.jpg"))
+            # Colours differ by class (and a little by image) so that embeddings differ.
+            write_jpeg(str(folder / f"Species_{i}_{j + 1:04d}_{700000 + 10 * i + j}.jpg"),
+                       color=(i * 37 % 256, i * 91 % 256, 40 * j))
         # AppleDouble junk found in some copies of the archive: must be skipped.
         (folder / f"._Species_{i}_0001_{700000 + 10 * i}.jpg").write_bytes(b"\x00\x05\x16\x07junk")
     (tmp_path / "CUB_200_2011" / "README").write_text("readme")

@@ -52,7 +52,7 @@ def require(path, what, dataset, url, layout):
         raise UserError(f"{dataset} not found: expected {what} at {path}. Download {dataset} from "
                         f"{url} and extract it so that the data directory holds {layout} "
                         f"(or pass --DATA_DIR pointing at the folder that already holds it; "
-                        f"scripts/prepare_data.md lists the archives).")
+                        f"scripts/download_datasets.sh fetches and unpacks them).")
 
 
 def check_images_exist(paths, source):

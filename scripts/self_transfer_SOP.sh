@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Paper experiment: self transfer on SOP: bn_inception-512 target from the bn_inception-512 source,
+# relaxed contrastive loss. Get the source with scripts/download_pretrained_source_models.sh or
+# scripts/source_bn_inception_SOP.sh. Extra flags pass through (e.g. --loss RKD, --LOG_DIR ...).
+cd "$(dirname "$0")/.." || exit 1
+"${PYTHON:-python}" code/train_target.py --gpu-id 0 --loss Relaxed_Contra --model bn_inception --embedding-size 512 \
+    --batch-size 90 --IPC 3 --view 2 --sigma 1 --delta 1 --dataset SOP --epochs 150 --lr 1e-4 \
+    --source-ckpt ./pretrained_source/bn_inception/SOP_bn_inception_512dim_Proxy_Anchor_ckpt.pth "$@"

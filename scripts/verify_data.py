@@ -1,0 +1,45 @@
+"""Check that the datasets under --DATA_DIR have the paper's image and class counts.
+
+    python scripts/verify_data.py [--DATA_DIR ./data] [cub] [cars] [SOP]
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
+
+from dataset import build_dataset  # noqa: E402
+from errors import UserError  # noqa: E402
+
+# (images, classes) of the train and eval splits, from the papers' data sections.
+EXPECTED = {
+    "cub": {"train": (5864, 100), "eval": (5924, 100)},
+    "cars": {"train": (8054, 98), "eval": (8131, 98)},
+    "SOP": {"train": (59551, 11318), "eval": (60502, 11316)},
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--DATA_DIR", default="./data")
+    ap.add_argument("datasets", nargs="*", default=list(EXPECTED), choices=list(EXPECTED))
+    args = ap.parse_args(argv)
+    ok = True
+    for name in args.datasets:
+        for mode, (n_img, n_cls) in EXPECTED[name].items():
+            try:
+                ds = build_dataset(name, args.DATA_DIR, mode)
+            except UserError as e:
+                print(f"{name} {mode}: {e}")
+                ok = False
+                break
+            got = (len(ds), ds.nb_classes())
+            good = got == (n_img, n_cls)
+            ok &= good
+            print(f"{name} {mode}: {got[0]} images, {got[1]} classes "
+                  + ("(as expected)" if good else f"(expected {n_img} images, {n_cls} classes)"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

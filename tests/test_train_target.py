@@ -1,0 +1,89 @@
+"""train_target.py end to end: every transfer loss for one short epoch from a trained source."""
+import json
+import os
+
+import pytest
+import torch
+
+import train_target
+from errors import UserError
+from losses import LOSSES
+
+
+def run(argv):
+    return train_target.main(train_target.get_args_parser().parse_args(argv))
+
+
+def flags(tiny_flags, data, log_dir, source_ckpt, *extra):
+    return tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(data), "--LOG_DIR", str(log_dir),
+                         "--embedding-size", "16", "--batch-size", "12", "--IPC", "2", "--nce-k", "16",
+                         "--source-ckpt", source_ckpt, "--source-model", "resnet_narrow",
+                         "--source-embedding-size", "32", *extra]
+
+
+@pytest.mark.parametrize("loss", [n for n in LOSSES if n != "Proxy_Anchor"])
+def test_each_transfer_loss_trains_and_saves(loss, tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    best = run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", loss))
+    run_dir = tmp_path / "logs_cub" / f"resnet_narrow_{loss}_embedding16_adamw_lr0.0001_batch12"
+    assert (run_dir / "cub_resnet_narrow_best_results.txt").read_text().startswith(f"Best Epoch: {best[0]}")
+    ckpt = torch.load(run_dir / "cub_resnet_narrow_best.pth", weights_only=True)
+    assert ckpt["model_state_dict"]["model.embedding.weight"].shape == (16, 256)
+    rec = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert rec["R@1"] == pytest.approx(best[1]["R@1"]) and rec["loss"] > 0
+    assert json.loads((run_dir / "args.json").read_text())["loss"] == loss
+
+
+def test_proxy_anchor_alone_needs_no_source(tiny_cub, tiny_flags, tmp_path):
+    argv = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--LOG_DIR", str(tmp_path),
+                         "--embedding-size", "8", "--batch-size", "12", "--IPC", "2", "--loss", "Proxy_Anchor"]
+    assert 0 <= run(argv)[1]["R@1"] <= 1
+
+
+def test_source_is_frozen_and_target_learns(tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    before = torch.load(source_ckpt, weights_only=True)["model_state_dict"]
+    run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "Relaxed_Contra", "--save", "1"))
+    after = torch.load(source_ckpt, weights_only=True)["model_state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_missing_source_checkpoint_is_an_error(tiny_cub, tiny_flags, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        run(flags(tiny_flags, tiny_cub, tmp_path, str(tmp_path / "nope.pth"), "--loss", "Relaxed_Contra"))
+    with pytest.raises(UserError, match="--source-ckpt"):
+        run(flags(tiny_flags, tiny_cub, tmp_path, "", "--loss", "RKD"))
+
+
+def test_source_of_another_size_is_named(tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    argv = flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "PKT")
+    argv[argv.index("--source-embedding-size") + 1] = "64"
+    with pytest.raises(UserError, match="--source-embedding-size 32"):
+        run(argv)
+
+
+@pytest.mark.parametrize("flag,value,pattern", [("--loss", "Nope", "Relaxed_Contra, Relaxed_MS"),
+                                                ("--model", "vgg", "bn_inception, resnet18"),
+                                                ("--optimizer", "lamb", "adamw, sgd")])
+def test_unknown_names_list_the_valid_ones(flag, value, pattern, tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    argv = flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, flag, value)
+    with pytest.raises(UserError, match=pattern):
+        run(argv)
+
+
+def test_gpu_id_0_runs_on_cpu_with_one_warning(tiny_cub, tiny_flags, source_ckpt, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "PKT", "--gpu-id", "0"))
+    warnings = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
+    assert warnings == ["warning: CUDA is not available: running on the CPU (--gpu-id 0 ignored)."]
+
+
+def test_warm_up_trains_only_the_embedding(tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    import models
+    start = models.build_model("resnet_narrow", 16).state_dict()
+    torch.manual_seed(0)
+    run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "Relaxed_Contra", "--warm", "1",
+              "--bn-freeze", "1"))
+    saved = torch.load(tmp_path / "logs_cub" / "resnet_narrow_Relaxed_Contra_embedding16_adamw_lr0.0001_batch12"
+                       / "cub_resnet_narrow_best.pth", weights_only=True)["model_state_dict"]
+    assert torch.equal(saved["model.conv1.weight"], start["model.conv1.weight"])   # same seed, untouched
+    assert not torch.equal(saved["model.embedding.weight"], start["model.embedding.weight"])
