@@ -128,5 +128,41 @@ def evaluate(model, loader, device, ks):
 
 
 def format_recalls(recalls):
+    """'R@1 71.23, R@2 ...' (percentages)."""
     return ", ".join(f"{k} {100 * v:.2f}" for k, v in recalls.items())
 
+
+
+def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
+        clip_value=None):
+    """The epoch loop of both entry points: train, step the schedule, evaluate on the eval split,
+    and call on_best(epoch, recalls) whenever R@1 improves (the paper's model selection).
+    Stops after --epochs, or once --time-budget seconds of training have passed.
+    Returns (best epoch, its recalls)."""
+    ks = recall_ks(args.dataset)
+    warmup, best = Warmup(model), None
+    deadline = time.perf_counter() + args.time_budget if args.time_budget > 0 else None
+    try:
+        for epoch in range(args.epochs):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            t0 = time.perf_counter()
+            warmup.set(epoch < args.warm)
+            model.train()
+            lr = optimizer.param_groups[0]["lr"]
+            loss, stopped = train_one_epoch(compute_loss, train_loader, optimizer, device, epoch,
+                                            clip_value=clip_value, deadline=deadline)
+            scheduler.step()
+            recalls = evaluate(model, eval_loader, device, ks)
+            log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
+            if best is None or recalls["R@1"] > best[1]["R@1"]:
+                best = (epoch, recalls)
+                on_best(epoch, recalls)
+            if stopped:
+                print(f"--time-budget {args.time_budget:g} s reached during epoch {epoch}.", flush=True)
+                break
+    finally:
+        log.finish()
+    if best is not None:
+        print(f"best epoch {best[0]}: {format_recalls(best[1])}", flush=True)
+    return best

@@ -10,14 +10,12 @@ released checkpoints, so code/train_target.py --source-ckpt takes either.
 import argparse
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import (OPTIMIZERS, Warmup, build_loaders, build_optimizer, evaluate, recall_ks,  # noqa: E402
-                    train_one_epoch)
+from engine import OPTIMIZERS, build_loaders, build_optimizer, fit  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model, weights_record  # noqa: E402
@@ -96,7 +94,7 @@ def main(args):
     optimizer = build_optimizer(args.optimizer, groups, args.lr, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay_step, gamma=args.lr_decay_gamma)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Source")
-    ks, ckpt = recall_ks(args.dataset), checkpoint_path(args)
+    ckpt = checkpoint_path(args)
     print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
           f"{len(eval_loader.dataset)} images; {args.loss}: {args.model}-{args.embedding_size} on {device}; "
           f"logs in {log.dir}, best model -> {ckpt}", flush=True)
@@ -106,32 +104,13 @@ def main(args):
         _, emb = model(x.to(device, non_blocking=True))
         return criterion(emb, y.to(device))
 
-    warmup, best = Warmup(model), None
-    deadline = time.perf_counter() + args.time_budget if args.time_budget > 0 else None
-    try:
-        for epoch in range(args.epochs):
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            t0 = time.perf_counter()
-            warmup.set(epoch < args.warm)
-            model.train()
-            lr = optimizer.param_groups[0]["lr"]
-            loss, stopped = train_one_epoch(compute_loss, train_loader, optimizer, device, epoch,
-                                            clip_value=10, deadline=deadline)
-            scheduler.step()
-            recalls = evaluate(model, eval_loader, device, ks)
-            log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
-            if best is None or recalls["R@1"] > best[1]["R@1"]:
-                best = (epoch, recalls)
-                save_torch(weights_record(model), ckpt)
-                log.save_best(model, f"{args.dataset}_{args.model}", epoch, recalls)
-            if stopped:
-                print(f"--time-budget {args.time_budget:g} s reached during epoch {epoch}.", flush=True)
-                break
-    finally:
-        log.finish()
-    print(f"best epoch {best[0]}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in best[1].items())
-          + f"; saved {ckpt}")
+    def on_best(epoch, recalls):
+        save_torch(weights_record(model), ckpt)
+        log.save_best(model, f"{args.dataset}_{args.model}", epoch, recalls)
+
+    best = fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
+               clip_value=10)
+    print(f"source network saved as {ckpt}")
     return best
 
 

@@ -9,14 +9,12 @@ Flags, defaults and output files follow the paper's reference code (SPEC.md sect
 import argparse
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import (OPTIMIZERS, build_loaders, build_optimizer, evaluate, recall_ks,  # noqa: E402
-                    Warmup, train_one_epoch)
+from engine import OPTIMIZERS, build_loaders, build_optimizer, fit  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
@@ -153,40 +151,18 @@ def main(args):
     optimizer = build_optimizer(args.optimizer, param_groups(args, target, objective), args.lr, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Target")
-    ks, prefix = recall_ks(args.dataset), f"{args.dataset}_{args.model}"
+    prefix = f"{args.dataset}_{args.model}"
     print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
           f"{len(eval_loader.dataset)} images; {args.loss}: {args.model}-{args.embedding_size}"
           + (f" from {args.source_model}-{args.source_embedding_size}" if source is not None else "")
           + f" on {device}; logs in {log.dir}", flush=True)
 
-    warmup = Warmup(target)
-    best = None
-    deadline = time.perf_counter() + args.time_budget if args.time_budget > 0 else None
-    try:
-        for epoch in range(args.epochs):
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            t0 = time.perf_counter()
-            warmup.set(epoch < args.warm)
-            target.train()
-            lr = optimizer.param_groups[0]["lr"]
-            loss, stopped = train_one_epoch(lambda b: objective(*b), train_loader, optimizer, device, epoch,
-                                            deadline=deadline)
-            scheduler.step()
-            recalls = evaluate(target, eval_loader, device, ks)
-            log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
-            if best is None or recalls["R@1"] > best[1]["R@1"]:
-                best = (epoch, recalls)
-                if args.save:
-                    log.save_best(target, prefix, epoch, recalls)
-            if stopped:
-                print(f"--time-budget {args.time_budget:g} s reached during epoch {epoch}.", flush=True)
-                break
-    finally:
-        log.finish()
-    if best is not None:
-        print(f"best epoch {best[0]}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in best[1].items()))
-    return best
+    def on_best(epoch, recalls):
+        if args.save:
+            log.save_best(target, prefix, epoch, recalls)
+
+    return fit(target, lambda batch: objective(*batch), train_loader, eval_loader, optimizer, scheduler, device,
+               args, log, on_best)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def get_args_parser():
     p.add_argument("--crop-size", type=int, default=32, help="image size")
     p.add_argument("--source-dim", type=int, default=512)
     p.add_argument("--target-dim", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -80,7 +80,7 @@ def main(args):
         "--source-embedding-size", str(args.source_dim), "--IPC", "3", "--time-budget", str(args.target_seconds)],
         f"target: relaxed contrastive from the source, {args.target_dim}-d")
     pa, t_pa = run(train_target, common(args) + [
-        "--embedding-size", str(args.target_dim), "--loss", "Proxy_Anchor", "--IPC", "3",
+        "--embedding-size", str(args.target_dim), "--loss", "Proxy_Anchor", "--IPC", "0", "--view", "1",
         "--time-budget", str(args.target_seconds)], f"target: Proxy-Anchor alone, {args.target_dim}-d")
     n_vendors = len(eval_set.all_vendors)
     rows = [("raw pixels (32x32)", "-", 3 * 32 * 32, raw, 0),

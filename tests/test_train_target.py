@@ -1,6 +1,5 @@
 """train_target.py end to end: every transfer loss for one short epoch from a trained source."""
 import json
-import os
 
 import pytest
 import torch

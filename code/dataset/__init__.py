@@ -26,3 +26,7 @@ def build_dataset(name, data_dir, mode, transform=None):
     if mode not in ("train", "eval"):
         raise UserError(f"dataset mode must be 'train' or 'eval', got {mode!r}.")
     return DATASETS[name](data_dir, mode, transform)
+
+
+__all__ = ["DATASETS", "build_dataset", "BaseDataset", "load_image", "BalancedBatchSampler",
+           "build_transform", "repeat_for_views", "views_to_batch", *(c.__name__ for c in DATASETS.values())]

@@ -1,7 +1,6 @@
 import os
 
 import pytest
-import torch
 
 from dataset import DATASETS, build_dataset, build_transform
 from errors import UserError

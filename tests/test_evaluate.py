@@ -1,0 +1,47 @@
+"""evaluate.py on saved models, and its errors."""
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("evaluate_cli", os.path.join(ROOT, "evaluate.py"))
+evaluate_cli = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(evaluate_cli)
+
+
+def run(argv):
+    return evaluate_cli.main(evaluate_cli.get_args_parser().parse_args(argv))
+
+
+def test_reproduces_the_recall_recorded_at_training(tiny_cub, source_ckpt):
+    got = run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0",
+               "--ckpt", source_ckpt])
+    results = os.path.join(os.path.dirname(source_ckpt), "..", "..", "logs", "logs_cub")
+    (run_dir,) = os.listdir(results)
+    with open(os.path.join(results, run_dir, "cub_resnet_narrow_best_results.txt")) as f:
+        lines = f.read().splitlines()[1:]
+    assert lines == [f"Best Recall@{k}: {100 * got[f'R@{k}']:.4f}" for k in (1, 2, 4, 8)]
+
+
+def test_released_style_checkpoint_needs_its_architecture(tiny_cub, source_ckpt, tmp_path):
+    # A bare {'model_state_dict': ...} as released: architecture from the flags.
+    bare = tmp_path / "released.pth"
+    torch.save({"model_state_dict": torch.load(source_ckpt, weights_only=True)["model_state_dict"]}, bare)
+    base = ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0", "--ckpt", str(bare)]
+    with pytest.raises(UserError, match="--model resnet_narrow --embedding-size 32"):
+        run(base)   # the defaults (BN-Inception-512) do not fit; the message says what does
+    assert set(run(base + ["--model", "resnet_narrow", "--embedding-size", "32"])) == {"R@1", "R@2", "R@4", "R@8"}
+
+
+def test_missing_checkpoint_is_an_error_not_an_untrained_model(tiny_cub, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--ckpt", str(tmp_path / "none.pth")])
+
+
+def test_ckpt_is_required():
+    with pytest.raises(SystemExit):
+        evaluate_cli.get_args_parser().parse_args(["--dataset", "cub"])

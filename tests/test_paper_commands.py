@@ -1,0 +1,76 @@
+"""The paper's commands, as README and scripts/ give them, parse with the reference's meaning."""
+import glob
+import os
+import shlex
+
+import pytest
+
+import train_source
+import train_target
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def readme_commands(script):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        return [line.strip() for line in f if line.strip().startswith(f"python code/{script}")]
+
+
+def script_command(path):
+    """The python command of a scripts/*.sh file, with the continuation lines joined."""
+    text = open(path).read().replace("\\\n", " ")
+    (line,) = [l for l in text.splitlines() if "code/train_" in l]
+    return line.replace('"${PYTHON:-python}"', "python").replace('"$@"', "").strip()
+
+
+def parse(command):
+    words = shlex.split(command)
+    assert words[0] == "python"
+    module = {"code/train_target.py": train_target, "code/train_source.py": train_source}[words[1]]
+    return module.get_args_parser().parse_args(words[2:])
+
+
+def test_readme_has_the_nine_paper_commands():
+    cmds = readme_commands("train_target.py")
+    assert len(cmds) == 9
+    settings = {(a.model, a.embedding_size, a.dataset) for a in map(parse, cmds)}
+    assert settings == {(m, d, ds) for ds in ("cub", "cars", "SOP")
+                        for m, d in (("bn_inception", 512), ("bn_inception", 64), ("resnet18", 128))}
+
+
+@pytest.mark.parametrize("cmd", readme_commands("train_target.py"))
+def test_readme_target_command(cmd):
+    args = parse(cmd)
+    assert args.gpu_id == 0 and args.loss == "Relaxed_Contra" and args.view == 2
+    assert args.epochs == (150 if args.dataset == "SOP" else 90)
+    src = "resnet50" if args.model == "resnet18" else "bn_inception"
+    assert args.source_ckpt == f"./pretrained_source/{src}/{args.dataset}_{src}_512dim_Proxy_Anchor_ckpt.pth"
+
+
+TRAINING_SCRIPTS = [p for p in sorted(glob.glob(os.path.join(ROOT, "scripts", "*.sh"))) if "download" not in p]
+
+
+def test_a_script_per_experiment_and_source_model():
+    assert len(TRAINING_SCRIPTS) == 9 + 6
+
+
+@pytest.mark.parametrize("path", TRAINING_SCRIPTS, ids=os.path.basename)
+def test_experiment_scripts_parse(path):
+    args = parse(script_command(path))
+    name = os.path.basename(path)[:-3]
+    assert args.dataset == name.rsplit("_", 1)[1]
+    if name.startswith("source_"):
+        assert args.loss == "Proxy_Anchor" and args.embedding_size == 512 and name.startswith(f"source_{args.model}")
+    else:
+        assert os.path.basename(args.source_ckpt) == f"{args.dataset}_{args.source_ckpt.split('/')[2]}_512dim_Proxy_Anchor_ckpt.pth"
+
+
+
+def test_reference_defaults():
+    a = train_target.get_args_parser().parse_args([])
+    assert (a.optimizer, a.lr, a.weight_decay, a.batch_size, a.IPC, a.view, a.sigma, a.delta, a.epochs,
+            a.source_norm, a.target_norm, a.seed, a.crop_size) == \
+        ("adamw", 1e-4, 1e-4, 90, 3, 2, 1.0, 1.0, 90, 1, 0, 0, 224)
+    s = train_source.get_args_parser().parse_args([])
+    assert (s.loss, s.lr, s.lr_decay_step, s.lr_decay_gamma, s.alpha, s.mrg, s.warm, s.l2_norm) == \
+        ("Proxy_Anchor", 1e-4, 10, 0.5, 32.0, 0.1, 1, 1)
