@@ -78,8 +78,8 @@ def test_gpu_id_0_runs_on_cpu_with_one_warning(tiny_cub, tiny_flags, source_ckpt
 
 def test_warm_up_trains_only_the_embedding(tiny_cub, tiny_flags, source_ckpt, tmp_path):
     import models
+    torch.manual_seed(0)   # the run's --seed 0: the target starts from these weights
     start = models.build_model("resnet_narrow", 16).state_dict()
-    torch.manual_seed(0)
     run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "Relaxed_Contra", "--warm", "1",
               "--bn-freeze", "1"))
     saved = torch.load(tmp_path / "logs_cub" / "resnet_narrow_Relaxed_Contra_embedding16_adamw_lr0.0001_batch12"
