@@ -43,10 +43,11 @@ class PeakRSS:
         self.extra = self.peak - self.base
 
 
-def bare_product(X, chunk):
-    """The unavoidable work: every row of X @ X.T, computed in the same row chunks."""
-    for lo in range(0, X.shape[0], chunk):
-        X[lo:lo + chunk] @ X.T
+def bare_product(X, block=4096):
+    """The unavoidable work: every entry of X @ X.T, in 4096-row blocks (1 GB each at SOP scale):
+    as fast here as one full product, which would need 14.6 GB."""
+    for lo in range(0, X.shape[0], block):
+        X[lo:lo + block] @ X.T
 
 
 def main():
@@ -64,16 +65,24 @@ def main():
     ks = [1, 10, 100, 1000]
     print(f"N={args.n} dim={args.dim} classes={args.classes} chunk={args.chunk} threads={torch.get_num_threads()}")
 
-    with PeakRSS() as mem_p:
-        t0 = time.perf_counter()
-        bare_product(X, args.chunk)
-        t_prod = time.perf_counter() - t0
-    with PeakRSS() as mem_r:
-        t0 = time.perf_counter()
-        r = recall_at_k(X, T, ks, chunk_size=args.chunk)
-        t_rec = time.perf_counter() - t0
+    # Product, recall, product: the faster product is the floor (guards against drifting clocks).
+    t_prod = []
+    for step in range(3):
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            if step == 1:
+                r = recall_at_k(X, T, ks, chunk_size=args.chunk)
+            else:
+                bare_product(X)
+            t = time.perf_counter() - t0
+        if step == 1:
+            t_rec, mem_r = t, mem
+        else:
+            t_prod.append(t)
+            mem_p = mem
+    t_prod = min(t_prod)
     print("recall: " + ", ".join(f"R@{k}={v:.4f}" for k, v in zip(ks, r)))
-    print(f"bare product X @ X.T: {t_prod:7.2f} s   peak extra memory {mem_p.extra:7.0f} MB")
+    print(f"bare product X @ X.T: {t_prod:7.2f} s   peak extra memory {mem_p.extra:7.0f} MB (faster of two runs)")
     print(f"recall_at_k:          {t_rec:7.2f} s   peak extra memory {mem_r.extra:7.0f} MB")
     print(f"ratio: {t_rec / t_prod:.2f}  (goal <= 1.3, extra memory <= 2048 MB)")
 

@@ -45,3 +45,14 @@ def test_missing_checkpoint_is_an_error_not_an_untrained_model(tiny_cub, tmp_pat
 def test_ckpt_is_required():
     with pytest.raises(SystemExit):
         evaluate_cli.get_args_parser().parse_args(["--dataset", "cub"])
+
+
+def test_evaluates_a_saved_target_as_recorded(tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    import train_target
+    argv = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--LOG_DIR", str(tmp_path),
+                         "--embedding-size", "16", "--batch-size", "12", "--IPC", "2", "--loss", "Relaxed_Contra",
+                         "--source-ckpt", source_ckpt, "--source-model", "resnet_narrow", "--source-embedding-size", "32"]
+    _, recalls = train_target.main(train_target.get_args_parser().parse_args(argv))
+    best = next((tmp_path / "logs_cub").iterdir()) / "cub_resnet_narrow_best.pth"
+    got = run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0", "--ckpt", str(best)])
+    assert got == pytest.approx(recalls, abs=1e-12)

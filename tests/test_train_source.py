@@ -46,8 +46,8 @@ def test_other_layouts(dataset, request, tiny_flags, tmp_path):
     assert set(best[1]) == ({"R@1", "R@10", "R@100", "R@1000"} if dataset == "SOP" else {"R@1", "R@2", "R@4", "R@8"})
 
 
-def test_shuffled_batches_without_ipc(tiny_cub, tiny_flags, tmp_path):
-    run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "8",
+def test_shuffled_batches_without_ipc_with_worker_processes(tiny_cub, tiny_flags, tmp_path):
+    run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "8", "--workers", "2",
                       "--batch-size", "16", "--IPC", "0", "--LOG_DIR", str(tmp_path), "--save-dir", str(tmp_path)])
 
 

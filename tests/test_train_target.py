@@ -86,3 +86,13 @@ def test_warm_up_trains_only_the_embedding(tiny_cub, tiny_flags, source_ckpt, tm
                        / "cub_resnet_narrow_best.pth", weights_only=True)["model_state_dict"]
     assert torch.equal(saved["model.conv1.weight"], start["model.conv1.weight"])   # same seed, untouched
     assert not torch.equal(saved["model.embedding.weight"], start["model.embedding.weight"])
+
+
+@pytest.mark.parametrize("dataset", ["cars", "SOP"])
+def test_other_layouts(dataset, request, tiny_flags, source_ckpt, tmp_path):
+    data = request.getfixturevalue({"cars": "cars_dir", "SOP": "sop_dir"}[dataset])
+    argv = flags(tiny_flags, data, tmp_path, source_ckpt, "--loss", "Relaxed_Contra")
+    argv[argv.index("--dataset") + 1] = dataset
+    argv[argv.index("--batch-size") + 1] = "4"
+    best = run(argv)
+    assert list(best[1]) == (["R@1", "R@10", "R@100", "R@1000"] if dataset == "SOP" else ["R@1", "R@2", "R@4", "R@8"])
