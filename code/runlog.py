@@ -21,13 +21,19 @@ def _wandb_credentials():
         return False
 
 
+def resolve_wandb_mode(mode):
+    """--wandb auto means online when credentials exist (WANDB_API_KEY or ~/.netrc), else offline."""
+    if mode == "auto":
+        return "online" if _wandb_credentials() else "offline"
+    return mode
+
+
 def start_wandb(mode, project, run_dir, args):
-    """A wandb run, or None. auto = online with credentials, offline without; never a prompt.
-    Any wandb failure (missing package, network) only warns: training goes on."""
+    """A wandb run, or None. Never a prompt; any wandb failure (missing package, network) only
+    warns: training goes on."""
+    mode = resolve_wandb_mode(mode)
     if mode == "disabled":
         return None
-    if mode == "auto":
-        mode = "online" if _wandb_credentials() else "offline"
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ["WANDB_DISABLE_CODE"] = "true"
     try:
