@@ -1,4 +1,6 @@
 """Pieces shared by the training entry points: data loaders, optimizer, one epoch, evaluation."""
+import os
+import sys
 import time
 
 import torch
@@ -45,6 +47,13 @@ def build_loaders(args, model_name, views, seed):
                                                    drop_last=True, generator=loader_gen, **common)
     eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.batch_size, shuffle=False, **common)
     return train_loader, eval_loader
+
+
+def loader_generators(train_loader, crd=None):
+    """The generators behind a run's randomness besides the global ones: batch order (sampler),
+    worker seeds and shuffling (loader), CRD's negatives."""
+    return {"sampler": getattr(train_loader.batch_sampler, "generator", None),
+            "loader": train_loader.generator, "crd": crd}
 
 
 def build_optimizer(name, param_groups, lr, weight_decay):
@@ -134,16 +143,21 @@ def format_recalls(recalls):
 
 
 def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-        clip_value=None):
+        checkpointer, clip_value=None):
     """The epoch loop of both entry points: train, step the schedule, evaluate on the eval split,
-    and call on_best(epoch, recalls) whenever R@1 improves (the paper's model selection).
-    Stops after --epochs, or once --time-budget seconds of training have passed.
-    Returns (best epoch, its recalls)."""
+    call on_best(epoch, recalls) whenever R@1 improves (the paper's model selection), and save the
+    resumable state (checkpointer) after every epoch. Starts from --resume when given; stops after
+    --epochs, or once --time-budget seconds of training have passed. Returns (best epoch, recalls).
+    """
     ks = recall_ks(args.dataset)
-    warmup, best = Warmup(model), None
+    warmup, start, best = Warmup(model), 0, None
+    if args.resume:
+        start, best = checkpointer.load(args.resume, args)
+        print(f"resumed from {args.resume}: continuing at epoch {start}", flush=True)
     deadline = time.perf_counter() + args.time_budget if args.time_budget > 0 else None
+    epoch = start
     try:
-        for epoch in range(args.epochs):
+        for epoch in range(start, args.epochs):
             if deadline is not None and time.perf_counter() > deadline:
                 break
             t0 = time.perf_counter()
@@ -158,9 +172,17 @@ def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, de
             if best is None or recalls["R@1"] > best[1]["R@1"]:
                 best = (epoch, recalls)
                 on_best(epoch, recalls)
+            checkpointer.save(epoch, best, args)
             if stopped:
                 print(f"--time-budget {args.time_budget:g} s reached during epoch {epoch}.", flush=True)
                 break
+    except (KeyboardInterrupt, UserError):
+        done = os.path.isfile(checkpointer.path) and epoch > 0
+        print(f"\nstopped during epoch {epoch}. " + (
+            f"The state after epoch {epoch - 1} is in {checkpointer.path}: to continue, run the same "
+            f"command with --resume {checkpointer.path}" if done else "No epoch was completed."),
+            file=sys.stderr, flush=True)
+        raise
     finally:
         log.finish()
     if best is not None:

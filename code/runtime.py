@@ -1,6 +1,7 @@
 """Where the run executes: device choice, seeding. Kept in one place so entry points stay short."""
 import os
 import random
+import signal
 import sys
 
 import numpy as np
@@ -44,9 +45,15 @@ def seed_worker(worker_id):
     random.seed(s)
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_cli(main, parser, argv=None):
-    """Parse, run, and turn expected failures into one message and a non-zero exit."""
+    """Parse, run, and turn expected failures into one message and a non-zero exit.
+    SIGTERM (e.g. a cluster's preemption) stops the run like Ctrl-C: cleanly, files intact."""
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return main(args)
     except UserError as e:

@@ -15,7 +15,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import OPTIMIZERS, build_loaders, build_optimizer, fit  # noqa: E402
+from engine import OPTIMIZERS, build_loaders, build_optimizer, fit, loader_generators  # noqa: E402
+from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model, weights_record  # noqa: E402
@@ -54,6 +55,7 @@ def get_args_parser():
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--random-init", action="store_true", help="start from random weights, not ImageNet")
     p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
+    p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
     p.add_argument("--time-budget", default=0, type=float,
                    help="seconds of training after which the run evaluates and stops (0: no limit)")
     p.add_argument("--wandb", default="auto", choices=WANDB_MODES)
@@ -108,8 +110,10 @@ def main(args):
         save_torch(weights_record(model), ckpt)
         log.save_best(model, f"{args.dataset}_{args.model}", epoch, recalls)
 
+    checkpointer = Checkpointer(log.dir, {"model": model, "optimizer": optimizer, "lr_scheduler": scheduler,
+                                          "loss": criterion}, loader_generators(train_loader))
     best = fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-               clip_value=10)
+               checkpointer, clip_value=10)
     print(f"source network saved as {ckpt}")
     return best
 

@@ -14,7 +14,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import OPTIMIZERS, build_loaders, build_optimizer, fit  # noqa: E402
+from engine import OPTIMIZERS, build_loaders, build_optimizer, fit, loader_generators  # noqa: E402
+from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
@@ -66,6 +67,7 @@ def get_args_parser():
     p.add_argument("--random-init", action="store_true", help="start the target from random weights, not ImageNet")
     p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
     p.add_argument("--nce-k", default=4096, type=int, help="CRD negatives per sample")
+    p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
     p.add_argument("--time-budget", default=0, type=float,
                    help="seconds of training after which the run evaluates and stops (0: no limit)")
     p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
@@ -161,8 +163,10 @@ def main(args):
         if args.save:
             log.save_best(target, prefix, epoch, recalls)
 
+    checkpointer = Checkpointer(log.dir, {"model": target, "optimizer": optimizer, "lr_scheduler": scheduler,
+                                          "loss": objective}, loader_generators(train_loader, objective.generator))
     return fit(target, lambda batch: objective(*batch), train_loader, eval_loader, optimizer, scheduler, device,
-               args, log, on_best)
+               args, log, on_best, checkpointer)
 
 
 if __name__ == "__main__":

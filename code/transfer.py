@@ -44,9 +44,10 @@ class TransferObjective(nn.Module):
     def __init__(self, method, target, source, views, slot_labels, map_pairs, proxy_anchor=None,
                  nce_k=4096, generator=None):
         super().__init__()
-        self.method, self.proxy_anchor = method, proxy_anchor
-        self.target, self.views = target, views
-        self.source = [source]   # a list: the frozen source is no submodule (not saved, not trained)
+        self.method, self.proxy_anchor, self.views = method, proxy_anchor, views
+        # A tuple, not submodules: the networks are saved and moved by their owners, and the
+        # state_dict of this module is the losses' own state (proxies, regressors, CRD memory).
+        self.nets = (target, source)
         self.map_pairs, self.nce_k, self.generator = map_pairs, nce_k, generator
         self.register_buffer("slot_labels", slot_labels, persistent=False)
         self.needs_source = any(k.startswith("s_") for k in method.inputs)
@@ -57,12 +58,13 @@ class TransferObjective(nn.Module):
         labels = repeat_for_views(labels.to(device), self.views)           # (V*B,)
         # View v of image i has its own memory slot i + v*n_images (CRD).
         index = repeat_for_views(index.to(device), self.views, offset=len(self.slot_labels) // self.views)
-        t_feats, t_emb = self.target(x)
+        target, source = self.nets
+        t_feats, t_emb = target(x)
         batch = dict(t_emb=t_emb, labels=labels, index=index, t_pool=t_feats[-1],
                      t_maps=[t_feats[i] for i, _ in self.map_pairs])
         if self.needs_source:
             with torch.no_grad():
-                s_feats, s_emb = self.source[0](x)
+                s_feats, s_emb = source(x)
             batch.update(s_emb=s_emb, s_pool=s_feats[-1], s_maps=[s_feats[j] for _, j in self.map_pairs])
         if "contrast_index" in self.method.inputs:
             batch["contrast_index"] = sample_contrast_index(
