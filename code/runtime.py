@@ -37,6 +37,15 @@ def seed_everything(seed):
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
+def make_deterministic():
+    """Deterministic CUDA kernels (slower): cuDNN without autotuning or nondeterministic
+    algorithms, deterministic cuBLAS workspaces; ops without a deterministic CUDA version warn."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_worker(worker_id):
     """DataLoader worker init: numpy/random seeded from the worker's torch seed (which the loader's
     generator fixes), so augmentations are reproducible run to run."""

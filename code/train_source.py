@@ -21,7 +21,7 @@ from errors import UserError  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model, weights_record  # noqa: E402
 from runlog import WANDB_MODES, RunLog  # noqa: E402
-from runtime import run_cli, seed_everything, select_device  # noqa: E402
+from runtime import make_deterministic, run_cli, seed_everything, select_device  # noqa: E402
 from storage import save_torch  # noqa: E402
 
 
@@ -55,6 +55,8 @@ def get_args_parser():
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--random-init", action="store_true", help="start from random weights, not ImageNet")
     p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels (slower); CPU runs are deterministic without it")
     p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
     p.add_argument("--time-budget", default=0, type=float,
                    help="seconds of training after which the run evaluates and stops (0: no limit)")
@@ -80,6 +82,8 @@ def main(args):
         if name not in valid:
             raise UserError(f"unknown {flag} {name!r}; valid: {', '.join(valid)}")
     seed_everything(args.seed)
+    if args.deterministic:
+        make_deterministic()
     device = select_device(args.gpu_id)
     train_loader, eval_loader = build_loaders(args, args.model, 1, args.seed)
     train_set = train_loader.dataset

@@ -20,7 +20,7 @@ from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from runlog import WANDB_MODES, RunLog  # noqa: E402
-from runtime import run_cli, seed_everything, select_device  # noqa: E402
+from runtime import make_deterministic, run_cli, seed_everything, select_device  # noqa: E402
 from transfer import TransferObjective, construct, pair_feature_maps  # noqa: E402
 
 # The reference's pairing (ResNet targets learn from ResNet-50-512, others from BN-Inception-512);
@@ -67,6 +67,8 @@ def get_args_parser():
     p.add_argument("--random-init", action="store_true", help="start the target from random weights, not ImageNet")
     p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
     p.add_argument("--nce-k", default=4096, type=int, help="CRD negatives per sample")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels (slower); CPU runs are deterministic without it")
     p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
     p.add_argument("--time-budget", default=0, type=float,
                    help="seconds of training after which the run evaluates and stops (0: no limit)")
@@ -143,6 +145,8 @@ def main(args):
     default_source(args)
     check_args(args)
     seed_everything(args.seed)
+    if args.deterministic:
+        make_deterministic()
     device = select_device(args.gpu_id)
     train_loader, eval_loader = build_loaders(args, args.model, args.view, args.seed)
     train_set = train_loader.dataset

@@ -1,0 +1,79 @@
+"""Expected failures end with one `error:` line and a non-zero exit, never a traceback."""
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(script, *args, cwd=None):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
+                         timeout=300, cwd=cwd)
+    return out.returncode, out.stderr
+
+
+class Payload:
+    """Unpickling this would create a file: the code that loads checkpoints must never run it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def assert_clean_error(rc, err, *fragments):
+    assert rc == 2, err
+    assert "Traceback" not in err
+    (line,) = [l for l in err.splitlines() if l.startswith("error:")]
+    for f in fragments:
+        assert f in line, line
+
+
+def test_missing_dataset(tmp_path):
+    rc, err = cli("code/train_target.py", "--DATA_DIR", str(tmp_path), "--dataset", "cub", "--wandb", "disabled",
+                  "--LOG_DIR", str(tmp_path / "logs"))
+    assert_clean_error(rc, err, os.path.join(str(tmp_path), "CUB_200_2011"), "caltech.edu")
+
+
+def test_batch_not_divisible_by_ipc(tiny_cub, tmp_path):
+    rc, err = cli("code/train_source.py", "--DATA_DIR", str(tiny_cub), "--batch-size", "10", "--IPC", "3",
+                  "--wandb", "disabled", "--LOG_DIR", str(tmp_path))
+    assert_clean_error(rc, err, "--batch-size 10 is not divisible by --IPC 3")
+
+
+def test_too_many_classes_per_batch(tiny_cub, tmp_path):
+    rc, err = cli("code/train_source.py", "--DATA_DIR", str(tiny_cub), "--batch-size", "120", "--IPC", "1",
+                  "--wandb", "disabled", "--LOG_DIR", str(tmp_path))
+    assert_clean_error(rc, err, "only 100 classes")
+
+
+def test_unknown_dataset(tmp_path):
+    rc, err = cli("evaluate.py", "--dataset", "imagenet", "--ckpt", __file__)
+    assert rc == 2 and "Traceback" not in err
+
+
+def test_pickled_code_is_refused_and_never_runs(tiny_cub, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"model_state_dict": Payload(str(marker))}, f)
+    rc, err = cli("evaluate.py", "--ckpt", str(evil), "--dataset", "cub", "--DATA_DIR", str(tmp_path))
+    assert_clean_error(rc, err, "refusing to load", str(evil))
+    assert not marker.exists()
+    rc, err = cli("code/train_target.py", "--resume", str(evil), "--loss", "Proxy_Anchor", "--wandb", "disabled",
+                  "--model", "resnet_narrow", "--random-init", "--crop-size", "32", "--workers", "0",
+                  "--batch-size", "12", "--IPC", "2", "--DATA_DIR", str(tiny_cub), "--LOG_DIR", str(tmp_path))
+    assert_clean_error(rc, err, "refusing to load", str(evil))
+    assert not marker.exists()
+
+
+def test_unwritable_log_dir_fails_before_training(tiny_cub, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    rc, err = cli("code/train_target.py", "--DATA_DIR", str(tiny_cub), "--loss", "Proxy_Anchor", "--model",
+                  "resnet_narrow", "--random-init", "--wandb", "disabled", "--LOG_DIR", str(blocker))
+    assert_clean_error(rc, err, "--LOG_DIR")
