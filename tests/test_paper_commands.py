@@ -12,8 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def readme_commands(script):
+    """README's complete commands for a script (lines with <placeholders> are templates)."""
     with open(os.path.join(ROOT, "README.md")) as f:
-        return [line.strip() for line in f if line.strip().startswith(f"python code/{script}")]
+        return [line.strip() for line in f if line.strip().startswith(f"python code/{script}") and "<" not in line]
 
 
 def script_command(path):
