@@ -22,10 +22,13 @@ def _wandb_credentials():
 
 
 def resolve_wandb_mode(mode):
-    """--wandb auto means online when credentials exist (WANDB_API_KEY or ~/.netrc), else offline."""
-    if mode == "auto":
-        return "online" if _wandb_credentials() else "offline"
-    return mode
+    """--wandb auto (and online) mean online when credentials exist (WANDB_API_KEY or ~/.netrc),
+    else offline: wandb never prompts for a key."""
+    if mode in ("auto", "online") and not _wandb_credentials():
+        if mode == "online":   # wandb would otherwise ask for an API key
+            warn("--wandb online without wandb credentials (WANDB_API_KEY or `wandb login`): logging offline.")
+        return "offline"
+    return "online" if mode == "auto" else mode
 
 
 def start_wandb(mode, project, run_dir, args):
@@ -40,7 +43,7 @@ def start_wandb(mode, project, run_dir, args):
         import wandb
         return wandb.init(project=project, config=vars(args), name=os.path.basename(run_dir),
                           dir=run_dir, mode=mode, reinit="finish_previous",
-                          settings=wandb.Settings(console="off", init_timeout=60))
+                          settings=wandb.Settings(console="off", init_timeout=20))
     except Exception as e:  # noqa: BLE001 - any wandb problem must not stop training
         warn(f"wandb could not start ({type(e).__name__}: {e}); continuing without it.")
         return None

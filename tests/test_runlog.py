@@ -16,8 +16,10 @@ def test_auto_is_offline_without_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))      # no ~/.netrc
     monkeypatch.setenv("NETRC", str(tmp_path / "none"))
     assert runlog.resolve_wandb_mode("auto") == "offline"
+    assert runlog.resolve_wandb_mode("online") == "offline"     # never a prompt for a key
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert runlog.resolve_wandb_mode("auto") == "online"
+    assert runlog.resolve_wandb_mode("auto") == runlog.resolve_wandb_mode("online") == "online"
+    assert runlog.resolve_wandb_mode("offline") == "offline"
     assert runlog.resolve_wandb_mode("disabled") == "disabled"
 
 
