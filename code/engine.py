@@ -9,9 +9,24 @@ from tqdm import tqdm
 from dataset import BalancedBatchSampler, build_dataset, build_transform
 from errors import UserError
 from metrics import recall_at_k
+from runlog import WANDB_MODES
 from runtime import seed_worker
 
 OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop")
+
+
+def add_run_arguments(p):
+    """Options both training entry points add to the reference's flags (defaults keep its behaviour)."""
+    p.add_argument("--seed", default=0, type=int, help="seed of data order, augmentation and initialisation")
+    p.add_argument("--random-init", action="store_true", help="start from random weights, not ImageNet")
+    p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels (slower); CPU runs are deterministic without it")
+    p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
+    p.add_argument("--time-budget", default=0, type=float,
+                   help="seconds of training after which the run evaluates and stops (0: no limit)")
+    p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
+                   help="auto: online with credentials, otherwise offline")
 
 
 def recall_ks(dataset_name):

@@ -15,12 +15,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import OPTIMIZERS, build_loaders, build_optimizer, fit, loader_generators  # noqa: E402
+from engine import (OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
+                    loader_generators)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model, weights_record  # noqa: E402
-from runlog import WANDB_MODES, RunLog  # noqa: E402
+from runlog import RunLog  # noqa: E402
 from runtime import make_deterministic, run_cli, seed_everything, select_device  # noqa: E402
 from storage import save_torch  # noqa: E402
 
@@ -52,15 +53,7 @@ def get_args_parser():
     p.add_argument("--remark", default="")
     # Additions.
     p.add_argument("--save-dir", default="./pretrained_source", help="where the source checkpoint goes")
-    p.add_argument("--seed", default=0, type=int)
-    p.add_argument("--random-init", action="store_true", help="start from random weights, not ImageNet")
-    p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic CUDA kernels (slower); CPU runs are deterministic without it")
-    p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
-    p.add_argument("--time-budget", default=0, type=float,
-                   help="seconds of training after which the run evaluates and stops (0: no limit)")
-    p.add_argument("--wandb", default="auto", choices=WANDB_MODES)
+    add_run_arguments(p)
     return p
 
 

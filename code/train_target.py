@@ -14,12 +14,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import OPTIMIZERS, build_loaders, build_optimizer, fit, loader_generators  # noqa: E402
+from engine import (OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
+                    loader_generators)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
-from runlog import WANDB_MODES, RunLog  # noqa: E402
+from runlog import RunLog  # noqa: E402
 from runtime import make_deterministic, run_cli, seed_everything, select_device  # noqa: E402
 from transfer import TransferObjective, construct, pair_feature_maps  # noqa: E402
 
@@ -63,17 +64,8 @@ def get_args_parser():
     p.add_argument("--source-model", default=None,
                    help="source network (default: resnet50 for ResNet targets, bn_inception otherwise)")
     p.add_argument("--source-embedding-size", default=None, type=int, help="default: 512")
-    p.add_argument("--seed", default=0, type=int)
-    p.add_argument("--random-init", action="store_true", help="start the target from random weights, not ImageNet")
-    p.add_argument("--crop-size", default=224, type=int, help="image size (resize keeps the 256/224 ratio)")
     p.add_argument("--nce-k", default=4096, type=int, help="CRD negatives per sample")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic CUDA kernels (slower); CPU runs are deterministic without it")
-    p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
-    p.add_argument("--time-budget", default=0, type=float,
-                   help="seconds of training after which the run evaluates and stops (0: no limit)")
-    p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
-                   help="auto: online with credentials, otherwise offline")
+    add_run_arguments(p)
     return p
 
 
