@@ -14,13 +14,13 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "code"))
 
 from dataset import build_dataset, build_transform  # noqa: E402
-from engine import evaluate, recall_ks  # noqa: E402
+import distributed  # noqa: E402
+from engine import build_eval_loader, evaluate, recall_ks  # noqa: E402
 from errors import UserError  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from models.pretrained import read_weight_file  # noqa: E402
-from runtime import run_cli, select_device  # noqa: E402
+from runtime import run_cli  # noqa: E402
 
-import torch  # noqa: E402
 
 FALLBACK = {"model": "bn_inception", "embedding_size": 512, "l2_norm": 1}
 
@@ -53,14 +53,14 @@ def main(args):
     for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("l2_norm", "l2_norm")):
         if getattr(args, flag) is None:
             setattr(args, flag, saved.get(key, FALLBACK[flag]))
-    device = select_device(args.gpu_id)
+    device = distributed.init(args.gpu_id)
     model = build_model(args.model, args.embedding_size, pretrained=False, l2_norm=bool(args.l2_norm))
     load_checkpoint_weights(model, args.ckpt)
     model.to(device)
     tf = build_transform(args.model, train=False, crop_size=args.crop_size)
     eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", tf)
-    loader = torch.utils.data.DataLoader(eval_set, batch_size=args.batch_size, shuffle=False,
-                                         num_workers=args.workers, pin_memory=torch.cuda.is_available())
+    # Under torchrun each process embeds a share; the recalls are those of one process.
+    loader = build_eval_loader(eval_set, args.batch_size, args.workers)
     recalls = evaluate(model, loader, device, recall_ks(args.dataset))
     print(f"{args.dataset} eval split, {len(eval_set)} images, {args.model}-{args.embedding_size}"
           f"{' (L2-normalised)' if args.l2_norm else ''} from {args.ckpt}")

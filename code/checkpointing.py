@@ -12,6 +12,7 @@ import random
 import numpy as np
 import torch
 
+import distributed
 from errors import UserError
 from models.pretrained import read_weight_file
 from storage import save_torch
@@ -62,6 +63,8 @@ class Checkpointer:
         self.generators = {k: g for k, g in generators.items() if g is not None}
 
     def save(self, epoch, best, args):
+        if not distributed.is_main():
+            return
         state = {k: m.state_dict() for k, m in self.modules.items()}
         state.update(epoch=epoch, args=vars(args), rng=rng_state(self.generators),
                      best=None if best is None else {"epoch": best[0], "recalls": best[1]})

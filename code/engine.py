@@ -6,7 +6,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from dataset import BalancedBatchSampler, build_dataset, build_transform
+import distributed
+from dataset import BalancedBatchSampler, RankBatchSampler, build_dataset, build_transform
 from errors import UserError
 from metrics import recall_at_k
 from runlog import WANDB_MODES
@@ -27,6 +28,28 @@ def add_run_arguments(p):
                    help="seconds of training after which the run evaluates and stops (0: no limit)")
     p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
                    help="auto: online with credentials, otherwise offline")
+    p.add_argument("--amp", default="none", choices=tuple(AMP_DTYPES),
+                   help="mixed precision for the networks (losses stay float32); fp16 uses a GradScaler")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory layout (faster on GPUs)")
+    p.add_argument("--sync-bn", action="store_true", help="under torchrun: BatchNorm statistics over all processes")
+
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def prepare_network(model, args, device):
+    """Move to the device, with --channels-last and --sync-bn applied."""
+    model = model.to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if args.sync_bn and distributed.world_size() > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def grad_scaler(args, device):
+    """A GradScaler for --amp fp16 (float16 gradients underflow without it), else None."""
+    return torch.amp.GradScaler(device.type) if args.amp == "fp16" else None
 
 
 def recall_ks(dataset_name):
@@ -43,32 +66,36 @@ def image_options(args):
 
 
 def build_loaders(args, model_name, views, seed):
-    """Class-balanced training loader (multi-view) and the evaluation loader of the eval split."""
+    """Training loader (class-balanced with --IPC, else shuffled; multi-view) and the evaluation
+    loader of the eval split. Under torchrun each process loads its share of every global batch
+    and of the evaluation split."""
     opts = image_options(args)
     train_set = build_dataset(args.dataset, args.DATA_DIR, "train",
                               build_transform(model_name, True, views=views, **opts))
     eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", build_transform(model_name, False, **opts))
-    common = dict(num_workers=args.workers, pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker)
-    loader_gen = torch.Generator().manual_seed(seed + 1)
+    if len(train_set) < args.batch_size:
+        raise UserError(f"the training split has {len(train_set)} images, fewer than --batch-size "
+                        f"{args.batch_size}. Lower --batch-size.")
     if args.IPC:
-        sampler = BalancedBatchSampler(train_set.ys, args.batch_size, args.IPC,
+        batches = BalancedBatchSampler(train_set.ys, args.batch_size, args.IPC,
                                        generator=torch.Generator().manual_seed(seed))
-        train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, generator=loader_gen, **common)
     else:   # the reference's plain shuffled batches (train_source without --IPC)
-        if len(train_set) < args.batch_size:
-            raise UserError(f"the training split has {len(train_set)} images, fewer than --batch-size "
-                            f"{args.batch_size}. Lower --batch-size.")
-        train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                                                   drop_last=True, generator=loader_gen, **common)
-    eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.batch_size, shuffle=False, **common)
-    return train_loader, eval_loader
+        shuffle = torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(seed))
+        batches = torch.utils.data.BatchSampler(shuffle, args.batch_size, drop_last=True)
+    sampler = RankBatchSampler(batches, torch.Generator().manual_seed(seed + 1), distributed.rank(),
+                               distributed.world_size())
+    common = dict(num_workers=args.workers, pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, **common)
+    return train_loader, build_eval_loader(eval_set, args.batch_size, args.workers)
 
 
 def loader_generators(train_loader, crd=None):
     """The generators behind a run's randomness besides the global ones: batch order (sampler),
-    worker seeds and shuffling (loader), CRD's negatives."""
-    return {"sampler": getattr(train_loader.batch_sampler, "generator", None),
-            "loader": train_loader.generator, "crd": crd}
+    augmentation seeds, CRD's negatives."""
+    outer = train_loader.batch_sampler
+    inner = outer.batch_sampler
+    order = getattr(inner, "generator", None) or getattr(getattr(inner, "sampler", None), "generator", None)
+    return {"sampler": order, "augment": outer.generator, "crd": crd}
 
 
 def build_optimizer(name, param_groups, lr, weight_decay):
@@ -97,19 +124,21 @@ class Warmup:
             p.requires_grad_(not warm)
 
 
-def train_one_epoch(compute_loss, loader, optimizer, device, epoch, clip_value=None, deadline=None,
-                    desc="train"):
+def train_one_epoch(compute_loss, loader, optimizer, epoch, clip_value=None, deadline=None, after_backward=None,
+                    scaler=None, desc="train"):
     """One pass over `loader`; compute_loss(batch) -> scalar loss. Returns (mean loss, stopped):
     stopped is True when the time.perf_counter() `deadline` ended the epoch early.
 
-    A non-finite loss stops the run (UserError naming epoch and step): stepping on it would
-    destroy the weights.
+    after_backward(): e.g. synchronising loss-module gradients across processes; scaler: a
+    GradScaler for fp16. A non-finite loss stops the run (UserError naming epoch and step):
+    stepping on it would destroy the weights.
     """
     total, steps, seen, t0 = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, mininterval=1.0, disable=None)
+    bar = tqdm(loader, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, mininterval=1.0,
+               disable=None if distributed.is_main() else True)
     stopped = False
     for step, batch in enumerate(bar):
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and distributed.any_rank(time.perf_counter() > deadline):
             stopped = True
             break
         loss = compute_loss(batch)
@@ -117,37 +146,61 @@ def train_one_epoch(compute_loss, loader, optimizer, device, epoch, clip_value=N
             raise UserError(f"the loss became {loss.item()} at epoch {epoch}, step {step}: training "
                             "diverged. Lower --lr, or check the inputs (source checkpoint, data).")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if after_backward is not None:
+            after_backward()
         if clip_value is not None:
             params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_value_(params, clip_value)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         total += loss.item()
         steps += 1
-        seen += batch[0].shape[0] * (batch[0].shape[1] if batch[0].dim() == 5 else 1)
+        seen += batch[0].shape[0] * (batch[0].shape[1] if batch[0].dim() == 5 else 1) * distributed.world_size()
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
                         img_s=f"{seen / (time.perf_counter() - t0):.0f}")
     bar.close()
-    return total / max(steps, 1), stopped
+    return distributed.mean_across_ranks(total / max(steps, 1)), stopped
+
+
+def build_eval_loader(eval_set, batch_size, workers):
+    """Loader of this process's share of an evaluation split: rank r embeds images r, r+W, ...;
+    evaluate() gathers them back into dataset order."""
+    shard = torch.utils.data.Subset(eval_set, range(distributed.rank(), len(eval_set), distributed.world_size()))
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                         pin_memory=torch.cuda.is_available())
+    loader.full_size = len(eval_set)
+    return loader
 
 
 @torch.no_grad()
-def predict_batchwise(model, loader, device):
-    """Embeddings (N, d) and labels (N,) of a whole loader, in dataset order, model in eval mode."""
+def predict_batchwise(model, loader, device, channels_last=False):
+    """Embeddings (N, d), labels (N,) and dataset indices (N,) of a loader, model in eval mode."""
     was_training = model.training
     model.eval()
-    embs, labels = [], []
-    for x, y, _ in tqdm(loader, desc="embed", leave=False, dynamic_ncols=True, mininterval=1.0, disable=None):
-        _, emb = model(x.to(device, non_blocking=True))
+    embs, labels, indices = [], [], []
+    for x, y, i in tqdm(loader, desc="embed", leave=False, dynamic_ncols=True, mininterval=1.0,
+                        disable=None if distributed.is_main() else True):
+        x = x.to(device, non_blocking=True)
+        _, emb = model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
         embs.append(emb.float().cpu())
         labels.append(torch.as_tensor(y))
+        indices.append(torch.as_tensor(i))
     model.train(was_training)
-    return torch.cat(embs), torch.cat(labels)
+    return torch.cat(embs), torch.cat(labels), torch.cat(indices)
 
 
-def evaluate(model, loader, device, ks):
-    """{'R@k': recall} on the loader's split."""
-    X, T = predict_batchwise(model, loader, device)
+def evaluate(model, loader, device, ks, channels_last=False):
+    """{'R@k': recall} on the loader's split (all processes' shares together)."""
+    X, T, index = predict_batchwise(model, loader, device, channels_last)
+    X, T = distributed.gather_embeddings(X, T, index, loader.full_size)
     return {f"R@{k}": r for k, r in zip(ks, recall_at_k(X, T, ks))}
 
 
@@ -158,11 +211,12 @@ def format_recalls(recalls):
 
 
 def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-        checkpointer, clip_value=None):
+        checkpointer, clip_value=None, after_backward=None, scaler=None):
     """The epoch loop of both entry points: train, step the schedule, evaluate on the eval split,
     call on_best(epoch, recalls) whenever R@1 improves (the paper's model selection), and save the
     resumable state (checkpointer) after every epoch. Starts from --resume when given; stops after
     --epochs, or once --time-budget seconds of training have passed. Returns (best epoch, recalls).
+    `model` is the network itself (not its DDP wrapper): warm-up, evaluation and saving use it.
     """
     ks = recall_ks(args.dataset)
     warmup, start, best = Warmup(model), 0, None
@@ -173,16 +227,16 @@ def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, de
     epoch = start
     try:
         for epoch in range(start, args.epochs):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and distributed.any_rank(time.perf_counter() > deadline):
                 break
             t0 = time.perf_counter()
             warmup.set(epoch < args.warm)
             model.train()
             lr = optimizer.param_groups[0]["lr"]
-            loss, stopped = train_one_epoch(compute_loss, train_loader, optimizer, device, epoch,
-                                            clip_value=clip_value, deadline=deadline)
+            loss, stopped = train_one_epoch(compute_loss, train_loader, optimizer, epoch, clip_value=clip_value,
+                                            deadline=deadline, after_backward=after_backward, scaler=scaler)
             scheduler.step()
-            recalls = evaluate(model, eval_loader, device, ks)
+            recalls = evaluate(model, eval_loader, device, ks, args.channels_last)
             log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
             if best is None or recalls["R@1"] > best[1]["R@1"]:
                 best = (epoch, recalls)

@@ -4,6 +4,7 @@ import netrc
 import os
 import sys
 
+import distributed
 from errors import UserError
 from models import weights_record
 from storage import append_jsonl, save_json, save_text, save_torch
@@ -66,7 +67,10 @@ class RunLog:
     """The run folder and everything written into it."""
 
     def __init__(self, run_dir, args, wandb_project):
-        self.dir = run_dir
+        self.dir, self.wandb = run_dir, None
+        self.main = distributed.is_main()   # under torchrun only rank 0 writes and logs
+        if not self.main:
+            return
         check_writable(run_dir)
         save_json(vars(args), os.path.join(run_dir, "args.json"))
         self.metrics_path = os.path.join(run_dir, "metrics.jsonl")
@@ -74,6 +78,8 @@ class RunLog:
 
     def epoch(self, record):
         """record: {'epoch', 'loss', 'lr', 'R@k'..., 'time'}; printed, appended and sent to wandb."""
+        if not self.main:
+            return
         append_jsonl(record, self.metrics_path)
         recalls = ", ".join(f"{k} {100 * v:.2f}" for k, v in record.items() if k.startswith("R@"))
         print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {recalls} "
@@ -89,6 +95,8 @@ class RunLog:
     def save_best(self, model, prefix, epoch, recalls):
         """`{prefix}_best.pth` ({'model_state_dict': ...}, see models.weights_record) and
         `{prefix}_best_results.txt`, as the reference names them (prefix = '{dataset}_{model}')."""
+        if not self.main:
+            return
         save_torch(weights_record(model), os.path.join(self.dir, f"{prefix}_best.pth"))
         lines = [f"Best Epoch: {epoch}"] + [f"Best Recall@{k[2:]}: {100 * v:.4f}" for k, v in recalls.items()]
         save_text("\n".join(lines) + "\n", os.path.join(self.dir, f"{prefix}_best_results.txt"))

@@ -71,3 +71,6 @@ def run_cli(main, parser, argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        import distributed   # here: distributed imports this module
+        distributed.shutdown()

@@ -15,14 +15,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import (OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
-                    loader_generators)
+import distributed  # noqa: E402
+from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
+                    grad_scaler, loader_generators, prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model, weights_record  # noqa: E402
 from runlog import RunLog  # noqa: E402
-from runtime import make_deterministic, run_cli, seed_everything, select_device  # noqa: E402
+from runtime import make_deterministic, run_cli, seed_everything  # noqa: E402
 from storage import save_torch  # noqa: E402
 
 
@@ -77,11 +78,12 @@ def main(args):
     seed_everything(args.seed)
     if args.deterministic:
         make_deterministic()
-    device = select_device(args.gpu_id)
+    device = distributed.init(args.gpu_id)
     train_loader, eval_loader = build_loaders(args, args.model, 1, args.seed)
     train_set = train_loader.dataset
-    model = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                        l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)).to(device)
+    model = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                                        l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)), args, device)
+    runner, model = distributed.wrap(model, device, find_unused=args.warm > 0)
     criterion = build_source_loss(args.loss, train_set.nb_classes(), args.embedding_size,
                                   mrg=args.mrg, alpha=args.alpha).to(device)
     embedding = list(model.model.embedding.parameters())
@@ -95,22 +97,33 @@ def main(args):
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Source")
     ckpt = checkpoint_path(args)
     print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
-          f"{len(eval_loader.dataset)} images; {args.loss}: {args.model}-{args.embedding_size} on {device}; "
+          f"{eval_loader.full_size} images; {args.loss}: {args.model}-{args.embedding_size} on {device} x "
+          f"{distributed.world_size()}; "
           f"logs in {log.dir}, best model -> {ckpt}", flush=True)
+
+    amp = AMP_DTYPES[args.amp]
 
     def compute_loss(batch):
         x, y, _ = batch
-        _, emb = model(x.to(device, non_blocking=True))
-        return criterion(emb, y.to(device))
+        x = x.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            _, emb = runner(x.contiguous(memory_format=torch.channels_last) if args.channels_last else x)
+        # Under torchrun the loss sees the global batch, as in one process (see distributed.py).
+        emb, y = distributed.gather_rows(emb.float()), distributed.gather_rows(y.to(device))
+        return distributed.scale_grad(criterion(emb, y), distributed.world_size())
 
     def on_best(epoch, recalls):
-        save_torch(weights_record(model), ckpt)
+        if distributed.is_main():
+            save_torch(weights_record(model), ckpt)
         log.save_best(model, f"{args.dataset}_{args.model}", epoch, recalls)
 
-    checkpointer = Checkpointer(log.dir, {"model": model, "optimizer": optimizer, "lr_scheduler": scheduler,
-                                          "loss": criterion}, loader_generators(train_loader))
+    scaler = grad_scaler(args, device)
+    state = {"model": model, "optimizer": optimizer, "lr_scheduler": scheduler, "loss": criterion}
+    checkpointer = Checkpointer(log.dir, {**state, **({"scaler": scaler} if scaler else {})},
+                                loader_generators(train_loader))
     best = fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-               checkpointer, clip_value=10)
+               checkpointer, clip_value=10, scaler=scaler,
+               after_backward=lambda: distributed.sync_loss_grads(criterion, gathered=True))
     print(f"source network saved as {ckpt}")
     return best
 

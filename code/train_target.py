@@ -14,14 +14,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import (OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
-                    loader_generators)
+import distributed  # noqa: E402
+from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
+                    grad_scaler, loader_generators, prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from runlog import RunLog  # noqa: E402
-from runtime import make_deterministic, run_cli, seed_everything, select_device  # noqa: E402
+from runtime import make_deterministic, run_cli, seed_everything  # noqa: E402
 from transfer import TransferObjective, construct, pair_feature_maps  # noqa: E402
 
 # The reference's pairing (ResNet targets learn from ResNet-50-512, others from BN-Inception-512);
@@ -100,13 +101,15 @@ def build_source(args, device):
     source = build_model(args.source_model, args.source_embedding_size, pretrained=False,
                          l2_norm=bool(args.source_norm))
     load_checkpoint_weights(source, args.source_ckpt, flags=("--source-model", "--source-embedding-size"))
-    source.to(device).eval()
+    source = prepare_network(source, args, device).eval()
     for p in source.parameters():
         p.requires_grad_(False)
     return source
 
 
-def build_objective(args, target, source, train_set, device):
+def build_objective(args, target, source, train_set, device, runner=None):
+    """The training loss; `runner` is what the objective calls to run the target (its DDP wrapper
+    under torchrun; default: the target itself)."""
     method_cls = LOSSES[args.loss]
     pairs = pair_feature_maps(target, source) if source is not None else []
     n_slots = len(train_set) * args.view
@@ -117,8 +120,9 @@ def build_objective(args, target, source, train_set, device):
     method = construct(args.loss, **available)
     proxy_anchor = construct("Proxy_Anchor", **available) if method_cls.with_proxy_anchor else None
     slot_labels = torch.as_tensor(train_set.ys, dtype=torch.long).repeat(args.view)
-    return TransferObjective(method, target, source, args.view, slot_labels, pairs, proxy_anchor,
-                             nce_k=args.nce_k, generator=torch.Generator().manual_seed(args.seed + 2)).to(device)
+    return TransferObjective(method, runner or target, source, args.view, slot_labels, pairs, proxy_anchor,
+                             nce_k=args.nce_k, generator=torch.Generator().manual_seed(args.seed + 2),
+                             amp_dtype=AMP_DTYPES[args.amp], channels_last=args.channels_last).to(device)
 
 
 def param_groups(args, target, objective):
@@ -139,30 +143,34 @@ def main(args):
     seed_everything(args.seed)
     if args.deterministic:
         make_deterministic()
-    device = select_device(args.gpu_id)
+    device = distributed.init(args.gpu_id)
     train_loader, eval_loader = build_loaders(args, args.model, args.view, args.seed)
     train_set = train_loader.dataset
-    target = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                         l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)).to(device)
+    target = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                                         l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)), args, device)
     source = build_source(args, device) if any(k.startswith("s_") for k in LOSSES[args.loss].inputs) else None
-    objective = build_objective(args, target, source, train_set, device)
+    runner, target = distributed.wrap(target, device, find_unused=args.warm > 0)
+    objective = build_objective(args, target, source, train_set, device, runner)
     optimizer = build_optimizer(args.optimizer, param_groups(args, target, objective), args.lr, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Target")
     prefix = f"{args.dataset}_{args.model}"
     print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
-          f"{len(eval_loader.dataset)} images; {args.loss}: {args.model}-{args.embedding_size}"
+          f"{eval_loader.full_size} images; {args.loss}: {args.model}-{args.embedding_size}"
           + (f" from {args.source_model}-{args.source_embedding_size}" if source is not None else "")
-          + f" on {device}; logs in {log.dir}", flush=True)
+          + f" on {device} x {distributed.world_size()}; logs in {log.dir}", flush=True)
 
     def on_best(epoch, recalls):
         if args.save:
             log.save_best(target, prefix, epoch, recalls)
 
-    checkpointer = Checkpointer(log.dir, {"model": target, "optimizer": optimizer, "lr_scheduler": scheduler,
-                                          "loss": objective}, loader_generators(train_loader, objective.generator))
+    scaler = grad_scaler(args, device)
+    state = {"model": target, "optimizer": optimizer, "lr_scheduler": scheduler, "loss": objective}
+    checkpointer = Checkpointer(log.dir, {**state, **({"scaler": scaler} if scaler else {})},
+                                loader_generators(train_loader, objective.generator))
     return fit(target, lambda batch: objective(*batch), train_loader, eval_loader, optimizer, scheduler, device,
-               args, log, on_best, checkpointer)
+               args, log, on_best, checkpointer, scaler=scaler,
+               after_backward=objective.sync_grads if distributed.world_size() > 1 else None)
 
 
 if __name__ == "__main__":

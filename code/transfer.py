@@ -5,6 +5,7 @@ import inspect
 import torch
 import torch.nn as nn
 
+import distributed
 from dataset import repeat_for_views, views_to_batch
 from losses import build_loss, call_loss, sample_contrast_index
 
@@ -42,34 +43,58 @@ class TransferObjective(nn.Module):
     """
 
     def __init__(self, method, target, source, views, slot_labels, map_pairs, proxy_anchor=None,
-                 nce_k=4096, generator=None):
+                 nce_k=4096, generator=None, amp_dtype=None, channels_last=False):
         super().__init__()
         self.method, self.proxy_anchor, self.views = method, proxy_anchor, views
         # A tuple, not submodules: the networks are saved and moved by their owners, and the
         # state_dict of this module is the losses' own state (proxies, regressors, CRD memory).
         self.nets = (target, source)
         self.map_pairs, self.nce_k, self.generator = map_pairs, nce_k, generator
+        self.amp_dtype, self.channels_last = amp_dtype, channels_last
         self.register_buffer("slot_labels", slot_labels, persistent=False)
         self.needs_source = any(k.startswith("s_") for k in method.inputs)
+
+    def losses(self):
+        return [m for m in (self.method, self.proxy_anchor) if m is not None]
 
     def forward(self, x, labels, index):
         device = self.slot_labels.device
         x = views_to_batch(x.to(device, non_blocking=True))                # (V*B, 3, H, W)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         labels = repeat_for_views(labels.to(device), self.views)           # (V*B,)
         # View v of image i has its own memory slot i + v*n_images (CRD).
         index = repeat_for_views(index.to(device), self.views, offset=len(self.slot_labels) // self.views)
         target, source = self.nets
-        t_feats, t_emb = target(x)
-        batch = dict(t_emb=t_emb, labels=labels, index=index, t_pool=t_feats[-1],
-                     t_maps=[t_feats[i] for i, _ in self.map_pairs])
+        with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            t_feats, t_emb = target(x)
+            if self.needs_source:
+                with torch.no_grad():
+                    s_feats, s_emb = source(x)
+        # Losses and distances in float32, whatever the networks ran in.
+        batch = dict(t_emb=t_emb.float(), labels=labels, index=index, t_pool=t_feats[-1].float(),
+                     t_maps=[t_feats[i].float() for i, _ in self.map_pairs])
         if self.needs_source:
-            with torch.no_grad():
-                s_feats, s_emb = source(x)
-            batch.update(s_emb=s_emb, s_pool=s_feats[-1], s_maps=[s_feats[j] for _, j in self.map_pairs])
+            batch.update(s_emb=s_emb.float(), s_pool=s_feats[-1].float(),
+                         s_maps=[s_feats[j].float() for _, j in self.map_pairs])
+        # Under torchrun, batch-wise losses see the global batch (feature maps stay local).
+        batch = {k: v if k.endswith("_maps") else distributed.gather_rows(v, self.views) for k, v in batch.items()}
         if "contrast_index" in self.method.inputs:
             batch["contrast_index"] = sample_contrast_index(
-                index.cpu(), self.slot_labels.cpu(), self.nce_k, self.generator).to(device)
-        loss = call_loss(self.method, batch)
-        if self.proxy_anchor is not None:
-            loss = loss + call_loss(self.proxy_anchor, batch)
-        return loss
+                batch["index"].cpu(), self.slot_labels.cpu(), self.nce_k, self.generator).to(device)
+        total = 0
+        for loss in self.losses():
+            value = call_loss(loss, batch)
+            total = total + (distributed.scale_grad(value, distributed.world_size()) if batchwise(loss) else value)
+        return total
+
+    def sync_grads(self):
+        """After backward, under torchrun: the loss modules' own gradients, as one process has them."""
+        for loss in self.losses():
+            distributed.sync_loss_grads(loss, gathered=batchwise(loss))
+
+
+def batchwise(loss):
+    """Losses that relate the samples of a batch to each other (all but the per-sample feature-map
+    losses FitNet and Attention): under torchrun they must see the whole batch."""
+    return not set(loss.inputs) <= {"t_maps", "s_maps"}

@@ -11,7 +11,7 @@ from .base import BaseDataset, load_image
 from .cars import Cars
 from .cub import CUBirds
 from .emoji import EmojiDataset
-from .sampler import BalancedBatchSampler
+from .sampler import BalancedBatchSampler, RankBatchSampler
 from .sop import SOP
 from .transforms import build_transform, repeat_for_views, views_to_batch
 
@@ -28,5 +28,5 @@ def build_dataset(name, data_dir, mode, transform=None):
     return DATASETS[name](data_dir, mode, transform)
 
 
-__all__ = ["DATASETS", "build_dataset", "BaseDataset", "load_image", "BalancedBatchSampler",
+__all__ = ["DATASETS", "build_dataset", "BaseDataset", "load_image", "BalancedBatchSampler", "RankBatchSampler",
            "build_transform", "repeat_for_views", "views_to_batch", *(c.__name__ for c in DATASETS.values())]

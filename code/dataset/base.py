@@ -2,6 +2,7 @@
 import os
 
 import PIL.Image
+import torch
 import torch.utils.data
 
 from errors import UserError
@@ -35,10 +36,18 @@ class BaseDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.ys)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        """key: an index, or (index, seed) to draw the augmentation from that seed (see
+        sampler.RankBatchSampler); the global random state is left as it was."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         im = load_image(self.im_paths[index])
         if self.transform is not None:
-            im = self.transform(im)
+            if seed is None:
+                im = self.transform(im)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    im = self.transform(im)
         return im, self.ys[index], index
 
 

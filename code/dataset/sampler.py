@@ -68,3 +68,31 @@ class BalancedBatchSampler(Sampler):
 
     def set_state(self, state):
         self.generator.set_state(state)
+
+
+class RankBatchSampler(Sampler):
+    """This process's share of each global batch, every index paired with an augmentation seed.
+
+    Wraps a batch sampler of global batches (the same on every rank: same seed). Seeds are drawn
+    per image from `generator`, so an image's augmentation depends on the seed and the batch order
+    only, not on which rank or data-loader worker loads it: one process, torchrun with N processes
+    and any --workers see the same augmented batches. Rank r takes the r-th contiguous slice.
+    """
+
+    def __init__(self, batch_sampler, generator, rank=0, world_size=1):
+        self.batch_sampler, self.generator = batch_sampler, generator
+        self.rank, self.world_size = rank, world_size
+        size = getattr(batch_sampler, "batch_size", None)
+        if size is not None and size % world_size:
+            raise UserError(f"--batch-size {size} (the global batch) must be divisible by the number "
+                            f"of processes ({world_size}).")
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        for batch in self.batch_sampler:
+            seeds = torch.randint(2**62, (len(batch),), generator=self.generator).tolist()
+            share = len(batch) // self.world_size
+            lo = self.rank * share
+            yield list(zip(batch[lo:lo + share], seeds[lo:lo + share]))

@@ -1,0 +1,78 @@
+"""torchrun with 2 CPU processes (gloo) gives the single-process result: same weights after an
+epoch (frozen BatchNorm), same Recall@K; the building blocks on their own."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import distributed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script, args, nproc):
+    cmd = [sys.executable]
+    if nproc > 1:
+        cmd += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+                f"--master_port={free_port()}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(cmd + [os.path.join(ROOT, script), *args], capture_output=True, text=True,
+                         timeout=900, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("loss", ["Relaxed_MS", "FitNet"])
+def test_two_processes_train_like_one(loss, tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    args = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--loss", loss, "--embedding-size", "16",
+                         "--batch-size", "44", "--IPC", "2", "--bn-freeze", "1", "--source-ckpt", source_ckpt,
+                         "--source-model", "resnet_narrow", "--source-embedding-size", "32",
+                         # SGD: unlike Adam, its steps scale with the gradient, so a wrongly scaled
+                         # gradient shows, and float noise in near-zero gradients (e.g. of the
+                         # embedding's bias, which relaxed losses ignore) stays noise-sized. Three
+                         # steps: on tiny batches the dynamics amplify float noise over many steps.
+                         "--optimizer", "sgd", "--lr", "0.01"]
+    states = {}
+    for n in (1, 2):
+        out = launch("code/train_target.py", args + ["--LOG_DIR", str(tmp_path / str(n))], n)
+        run = tmp_path / str(n) / "logs_cub" / f"resnet_narrow_{loss}_embedding16_sgd_lr0.01_batch44"
+        states[n] = torch.load(run / "checkpoint.pth", weights_only=True)
+        assert [l for l in out.splitlines() if l.startswith("epoch ")] != [] and \
+            len([l for l in out.splitlines() if l.startswith("epoch 0:")]) == 1   # only rank 0 talks
+    one, two = states[1], states[2]
+    diff = max(float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"]
+               if one["model"][k].is_floating_point())
+    assert diff <= 1e-4
+    for k in one["loss"]:                                          # proxies, regressors
+        assert torch.allclose(one["loss"][k], two["loss"][k], atol=1e-4), k
+    assert one["best"]["recalls"] == pytest.approx(two["best"]["recalls"], abs=1e-9)
+
+
+def test_distributed_evaluation_equals_one_process(tiny_cub, source_ckpt):
+    args = ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0",
+            "--batch-size", "7", "--ckpt", source_ckpt]
+    lines = [[l for l in launch("evaluate.py", args, n).splitlines() if l.startswith("R@")] for n in (1, 2)]
+    assert lines[0] == lines[1] and len(lines[0]) == 4
+
+
+def test_single_process_helpers_are_identities():
+    x = torch.randn(6, 3, requires_grad=True)
+    assert distributed.gather_rows(x, views=2) is x
+    assert distributed.scale_grad(x, 1) is x
+    assert distributed.world_size() == 1 and distributed.is_main() and not distributed.any_rank(False)
+
+
+def test_scale_grad_keeps_the_value_and_scales_the_gradient():
+    x = torch.tensor(2.0, requires_grad=True)
+    y = distributed.scale_grad(x * x, 3)
+    y.backward()
+    assert float(y) == 4.0 and float(x.grad) == 12.0
