@@ -60,6 +60,9 @@ def recall_ks(dataset_name):
 def image_options(args):
     """Transform keyword arguments: the crop size, and for emoji no flip (left and right arrows are
     different classes) and milder crops (a small crop of a pictogram shows nothing recognisable)."""
+    if args.crop_size % 32 and "bn_inception" in (args.model, getattr(args, "source_model", None)):
+        raise UserError(f"--crop-size {args.crop_size}: BN-Inception's ceil-mode pooling needs a multiple of "
+                        f"32 (e.g. {max(32, args.crop_size // 32 * 32)}).")
     if args.dataset == "emoji":
         return dict(crop_size=args.crop_size, flip=False, scale=(0.5, 1.0))
     return dict(crop_size=args.crop_size)
