@@ -9,7 +9,7 @@ from tqdm import tqdm
 import distributed
 from dataset import BalancedBatchSampler, RankBatchSampler, build_dataset, build_transform
 from errors import UserError
-from metrics import recall_at_k
+from metrics import map_at_r, recall_at_k
 from runlog import WANDB_MODES
 from runtime import seed_worker
 
@@ -201,10 +201,13 @@ def predict_batchwise(model, loader, device, channels_last=False):
 
 
 def evaluate(model, loader, device, ks, channels_last=False):
-    """{'R@k': recall} on the loader's split (all processes' shares together)."""
+    """{'R@k': recall for each k, 'MAP@R': ..., 'RP': R-Precision} on the loader's split (all
+    processes' shares together). R@1 stays the key that selects the best epoch (the paper's)."""
     X, T, index = predict_batchwise(model, loader, device, channels_last)
     X, T = distributed.gather_embeddings(X, T, index, loader.full_size)
-    return {f"R@{k}": r for k, r in zip(ks, recall_at_k(X, T, ks))}
+    scores = {f"R@{k}": r for k, r in zip(ks, recall_at_k(X, T, ks))}
+    scores["MAP@R"], scores["RP"] = map_at_r(X, T)
+    return scores
 
 
 def format_recalls(recalls):

@@ -111,3 +111,44 @@ def recall_at_k(embeddings, labels, ks, chunk_size=DEFAULT_CHUNK):
     rank = nearest_positive_rank(embeddings, labels, max(ks), chunk_size)
     n = rank.numel()
     return [float((rank < k).sum()) / n for k in ks]
+
+
+def map_at_r(embeddings, labels, chunk_size=DEFAULT_CHUNK):
+    """MAP@R and R-Precision (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020).
+
+    For a query whose class has R other items, take its R nearest neighbours (itself excluded by
+    index): R-Precision is the fraction of them in its class, MAP@R the mean over i <= R of the
+    precision at i, counted at the ranks i that hold a same-class item. Queries with R = 0 are left
+    out (as pytorch-metric-learning does). Row chunks keep memory at O(chunk x N).
+    Returns (map_at_r, r_precision) as floats.
+    """
+    X = torch.as_tensor(embeddings)
+    X = X if X.is_floating_point() else X.float()
+    labels = torch.as_tensor(labels, device=X.device).reshape(-1)
+    if X.dim() != 2 or X.shape[0] != labels.shape[0]:
+        raise ValueError(f"embeddings must be (N, d) with N = len(labels); got {tuple(X.shape)} "
+                         f"and {tuple(labels.shape)}")
+    if not torch.isfinite(X).all():
+        raise ValueError("embeddings contain NaN or infinite values; the model that produced them diverged")
+    n = X.shape[0]
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    R = counts[inverse] - 1                                         # (N,) same-class items per query
+    sq = (X * X).sum(1)                                             # (N,)
+    ap_sum = rp_sum = 0.0
+    for lo in range(0, n, chunk_size):
+        hi = min(lo + chunk_size, n)
+        r = R[lo:hi]
+        k = int(r.max()) if len(r) else 0
+        if k == 0:
+            continue
+        score = sq[None, :] - 2 * X[lo:hi] @ X.T                    # (c, N): distance order per row
+        score[torch.arange(hi - lo), torch.arange(lo, hi)] = float("inf")   # never the query itself
+        nearest = score.topk(k, dim=1, largest=False).indices       # (c, k), nearest first
+        rel = (labels[nearest] == labels[lo:hi, None]) & (torch.arange(k, device=X.device) < r[:, None])
+        ranks = torch.arange(1, k + 1, device=X.device, dtype=X.dtype)
+        precision = rel.cumsum(1).to(X.dtype) / ranks               # (c, k) precision at each rank
+        denom = r.clamp(min=1).to(X.dtype)
+        ap_sum += float(((precision * rel).sum(1) / denom)[r > 0].sum())
+        rp_sum += float((rel.sum(1) / denom)[r > 0].sum())
+    queries = int((R > 0).sum())
+    return (ap_sum / queries, rp_sum / queries) if queries else (0.0, 0.0)

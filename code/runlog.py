@@ -81,8 +81,8 @@ class RunLog:
         if not self.main:
             return
         append_jsonl(record, self.metrics_path)
-        recalls = ", ".join(f"{k} {100 * v:.2f}" for k, v in record.items() if k.startswith("R@"))
-        print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {recalls} "
+        scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in record.items() if k.startswith(("R@", "MAP@R", "RP")))
+        print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {scores} "
               f"({record['time']:.1f} s)", flush=True)
         if self.wandb is not None:
             try:
@@ -98,7 +98,8 @@ class RunLog:
         if not self.main:
             return
         save_torch(weights_record(model), os.path.join(self.dir, f"{prefix}_best.pth"))
-        lines = [f"Best Epoch: {epoch}"] + [f"Best Recall@{k[2:]}: {100 * v:.4f}" for k, v in recalls.items()]
+        lines = [f"Best Epoch: {epoch}"] + [f"Best Recall@{k[2:]}: {100 * v:.4f}" for k, v in recalls.items()
+                                            if k.startswith("R@")]
         save_text("\n".join(lines) + "\n", os.path.join(self.dir, f"{prefix}_best_results.txt"))
 
     def finish(self):

@@ -34,7 +34,7 @@ def test_released_style_checkpoint_needs_its_architecture(tiny_cub, source_ckpt,
     base = ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0", "--ckpt", str(bare)]
     with pytest.raises(UserError, match="--model resnet_narrow --embedding-size 32"):
         run(base)   # the defaults (BN-Inception-512) do not fit; the message says what does
-    assert set(run(base + ["--model", "resnet_narrow", "--embedding-size", "32"])) == {"R@1", "R@2", "R@4", "R@8"}
+    assert set(run(base + ["--model", "resnet_narrow", "--embedding-size", "32"])) == {"R@1", "R@2", "R@4", "R@8", "MAP@R", "RP"}
 
 
 def test_missing_checkpoint_is_an_error_not_an_untrained_model(tiny_cub, tmp_path):

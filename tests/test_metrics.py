@@ -105,3 +105,49 @@ def test_packed_row_count_equals_plain_sum(n):
     g = torch.Generator().manual_seed(n)
     mask = torch.rand(3, width, generator=g) < torch.tensor([[0.0], [0.5], [1.0]])
     assert _count_true_rows(mask, groups).tolist() == mask.sum(1).tolist()
+
+
+def brute_map_at_r(X, T):
+    """MAP@R and R-Precision by the definition, one query at a time (queries with R = 0 skipped)."""
+    X, T = np.asarray(X, dtype=np.float64), np.asarray(T)
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    aps, rps = [], []
+    for i in range(len(T)):
+        R = int((T == T[i]).sum()) - 1
+        if R == 0:
+            continue
+        order = [j for j in np.argsort(D[i], kind="stable") if j != i][:R]
+        rel = [T[j] == T[i] for j in order]
+        aps.append(sum(sum(rel[:r + 1]) / (r + 1) for r in range(R) if rel[r]) / R)
+        rps.append(sum(rel) / R)
+    return float(np.mean(aps)), float(np.mean(rps))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_map_at_r_matches_pytorch_metric_learning(seed):
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    from metrics import map_at_r
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(120, 5, generator=g, dtype=torch.float64)
+    T = torch.randint(0, 10, (120,), generator=g)
+    T[0] = 99                                             # a singleton class: no R, left out
+    calc = AccuracyCalculator(include=("mean_average_precision_at_r", "r_precision"), k="max_bin_count",
+                              knn_func=CustomKNN(LpDistance(normalize_embeddings=False)))
+    want = calc.get_accuracy(X, T)
+    got = map_at_r(X, T, chunk_size=16)
+    assert got[0] == pytest.approx(want["mean_average_precision_at_r"], abs=1e-12)
+    assert got[1] == pytest.approx(want["r_precision"], abs=1e-12)
+    assert got == pytest.approx(brute_map_at_r(X, T), abs=1e-12)
+
+
+def test_map_at_r_perfect_and_chunk_independent():
+    from metrics import map_at_r
+    X = torch.tensor([[0.0], [0.1], [0.2], [10.0], [10.1], [20.0]])
+    T = torch.tensor([0, 0, 0, 1, 1, 2])
+    assert map_at_r(X, T) == (1.0, 1.0)
+    g = torch.Generator().manual_seed(7)
+    Y, L = torch.randn(70, 3, generator=g), torch.randint(0, 7, (70,), generator=g)
+    assert map_at_r(Y, L, chunk_size=1) == pytest.approx(map_at_r(Y, L, chunk_size=256), abs=1e-6)
