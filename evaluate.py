@@ -11,15 +11,18 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "code"))
 
-from dataset import build_dataset, build_transform  # noqa: E402
 import distributed  # noqa: E402
+from dataset import build_dataset, build_transform  # noqa: E402
 from engine import build_eval_loader, evaluate, recall_ks  # noqa: E402
 from errors import UserError  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from models.pretrained import read_weight_file  # noqa: E402
 from runtime import run_cli  # noqa: E402
+from storage import save_npz  # noqa: E402
 
 
 FALLBACK = {"model": "bn_inception", "embedding_size": 512, "l2_norm": 1}
@@ -40,6 +43,8 @@ def get_args_parser():
     p.add_argument("--gpu-id", default=0, type=int)
     p.add_argument("--workers", default=4, type=int)
     p.add_argument("--crop-size", default=224, type=int)
+    p.add_argument("--save-embeddings", default="", metavar="FILE.npz",
+                   help="also save the embeddings, labels and image paths of the evaluation split")
     return p
 
 
@@ -61,7 +66,11 @@ def main(args):
     eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", tf)
     # Under torchrun each process embeds a share; the recalls are those of one process.
     loader = build_eval_loader(eval_set, args.batch_size, args.workers)
-    recalls = evaluate(model, loader, device, recall_ks(args.dataset))
+    recalls, X, T = evaluate(model, loader, device, recall_ks(args.dataset), return_embeddings=True)
+    if args.save_embeddings and distributed.is_main():
+        save_npz(args.save_embeddings, embeddings=X.numpy(), labels=T.numpy(),
+                 paths=np.array([str(p) for p in eval_set.im_paths]))
+        print(f"embeddings saved in {args.save_embeddings}")
     print(f"{args.dataset} eval split, {len(eval_set)} images, {args.model}-{args.embedding_size}"
           f"{' (L2-normalised)' if args.l2_norm else ''} from {args.ckpt}")
     for k, v in recalls.items():

@@ -200,14 +200,15 @@ def predict_batchwise(model, loader, device, channels_last=False):
     return torch.cat(embs), torch.cat(labels), torch.cat(indices)
 
 
-def evaluate(model, loader, device, ks, channels_last=False):
+def evaluate(model, loader, device, ks, channels_last=False, return_embeddings=False):
     """{'R@k': recall for each k, 'MAP@R': ..., 'RP': R-Precision} on the loader's split (all
-    processes' shares together). R@1 stays the key that selects the best epoch (the paper's)."""
+    processes' shares together). R@1 stays the key that selects the best epoch (the paper's).
+    return_embeddings: also return the (N, d) embeddings and (N,) labels, in dataset order."""
     X, T, index = predict_batchwise(model, loader, device, channels_last)
     X, T = distributed.gather_embeddings(X, T, index, loader.full_size)
     scores = {f"R@{k}": r for k, r in zip(ks, recall_at_k(X, T, ks))}
     scores["MAP@R"], scores["RP"] = map_at_r(X, T)
-    return scores
+    return (scores, X, T) if return_embeddings else scores
 
 
 def format_recalls(recalls):

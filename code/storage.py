@@ -3,6 +3,7 @@ import json
 import os
 import tempfile
 
+import numpy as np
 import torch
 
 
@@ -32,6 +33,14 @@ def save_text(text, path):
 
 def save_json(obj, path):
     save_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def save_npz(path, **arrays):
+    """numpy arrays in one .npz (np.savez appends .npz to names without it: give the name with it)."""
+    if not path.endswith(".npz"):
+        path += ".npz"
+    _atomic(path, lambda f: np.savez(f, **arrays))
+    return path
 
 
 def append_jsonl(obj, path):

@@ -56,3 +56,15 @@ def test_evaluates_a_saved_target_as_recorded(tiny_cub, tiny_flags, source_ckpt,
     best = next((tmp_path / "logs_cub").iterdir()) / "cub_resnet_narrow_best.pth"
     got = run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0", "--ckpt", str(best)])
     assert got == pytest.approx(recalls, abs=1e-12)
+
+
+def test_save_embeddings(tiny_cub, source_ckpt, tmp_path):
+    import numpy as np
+    out = tmp_path / "emb.npz"
+    got = run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0",
+               "--ckpt", source_ckpt, "--save-embeddings", str(out)])
+    z = np.load(out)
+    assert z["embeddings"].shape == (133, 32) and z["labels"].shape == (133,) and len(z["paths"]) == 133
+    assert str(z["paths"][0]).endswith(".jpg") and "CUB_200_2011" in str(z["paths"][0])
+    from metrics import recall_at_k
+    assert recall_at_k(torch.from_numpy(z["embeddings"]), torch.from_numpy(z["labels"]), [1])[0] == got["R@1"]
