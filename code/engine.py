@@ -52,6 +52,13 @@ def grad_scaler(args, device):
     return torch.amp.GradScaler(device.type) if args.amp == "fp16" else None
 
 
+def check_names(*choices):
+    """choices: (value, valid names, flag) triples; an unknown value is a UserError listing the valid ones."""
+    for name, valid, flag in choices:
+        if name not in valid:
+            raise UserError(f"unknown {flag} {name!r}; valid: {', '.join(valid)}")
+
+
 def recall_ks(dataset_name):
     """The K list the paper reports: 1,10,100,1000 on SOP, 1,2,4,8 elsewhere."""
     return [1, 10, 100, 1000] if dataset_name == "SOP" else [1, 2, 4, 8]

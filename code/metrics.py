@@ -28,6 +28,20 @@ def _class_members(labels):
     return order, starts[inverse], counts[inverse]
 
 
+def _checked(embeddings, labels):
+    """(N, d) floating embeddings and (N,) labels on their device, or a ValueError saying what is off."""
+    X = torch.as_tensor(embeddings)
+    if not X.is_floating_point():
+        X = X.float()
+    labels = torch.as_tensor(labels, device=X.device).reshape(-1)
+    if X.dim() != 2 or X.shape[0] != labels.shape[0]:
+        raise ValueError(f"embeddings must be (N, d) with N = len(labels); got {tuple(X.shape)} "
+                         f"and {tuple(labels.shape)}")
+    if not torch.isfinite(X).all():
+        raise ValueError("embeddings contain NaN or infinite values; the model that produced them diverged")
+    return X, labels
+
+
 def _padded_width(n):
     """Row width for `_count_true_rows`: 4 bytes a word, at most 255 words a group."""
     words = -(-n // 4)
@@ -54,15 +68,7 @@ def nearest_positive_rank(embeddings, labels, max_rank, chunk_size=DEFAULT_CHUNK
     Queries without any positive get max_rank (a miss at every K <= max_rank).
     embeddings: (N, d) float, labels: (N,) int -> (N,) int64.
     """
-    X = torch.as_tensor(embeddings)
-    if not X.is_floating_point():
-        X = X.float()
-    labels = torch.as_tensor(labels, device=X.device).reshape(-1)
-    if X.dim() != 2 or X.shape[0] != labels.shape[0]:
-        raise ValueError(f"embeddings must be (N, d) with N = len(labels); got {tuple(X.shape)} "
-                         f"and {tuple(labels.shape)}")
-    if not torch.isfinite(X).all():
-        raise ValueError("embeddings contain NaN or infinite values; the model that produced them diverged")
+    X, labels = _checked(embeddings, labels)
     n = X.shape[0]
     npad, groups = _padded_width(n)
     sq = (X * X).sum(1, keepdim=True)                               # (N, 1)
@@ -122,14 +128,7 @@ def map_at_r(embeddings, labels, chunk_size=DEFAULT_CHUNK):
     out (as pytorch-metric-learning does). Row chunks keep memory at O(chunk x N).
     Returns (map_at_r, r_precision) as floats.
     """
-    X = torch.as_tensor(embeddings)
-    X = X if X.is_floating_point() else X.float()
-    labels = torch.as_tensor(labels, device=X.device).reshape(-1)
-    if X.dim() != 2 or X.shape[0] != labels.shape[0]:
-        raise ValueError(f"embeddings must be (N, d) with N = len(labels); got {tuple(X.shape)} "
-                         f"and {tuple(labels.shape)}")
-    if not torch.isfinite(X).all():
-        raise ValueError("embeddings contain NaN or infinite values; the model that produced them diverged")
+    X, labels = _checked(embeddings, labels)
     n = X.shape[0]
     _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     R = counts[inverse] - 1                                         # (N,) same-class items per query

@@ -16,10 +16,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
-from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
-                    grad_scaler, loader_generators, prepare_network)
+from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
+                    check_names, fit, grad_scaler, loader_generators, prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
-from errors import UserError  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model, weights_record  # noqa: E402
 from runlog import RunLog  # noqa: E402
@@ -71,10 +70,8 @@ def checkpoint_path(args):
 
 
 def main(args):
-    for name, valid, flag in ((args.model, MODELS, "--model"), (args.loss, SOURCE_LOSSES, "--loss"),
-                              (args.optimizer, OPTIMIZERS, "--optimizer")):
-        if name not in valid:
-            raise UserError(f"unknown {flag} {name!r}; valid: {', '.join(valid)}")
+    check_names((args.model, MODELS, "--model"), (args.loss, SOURCE_LOSSES, "--loss"),
+                (args.optimizer, OPTIMIZERS, "--optimizer"))
     seed_everything(args.seed)
     if args.deterministic:
         make_deterministic()

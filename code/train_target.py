@@ -15,8 +15,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
-from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer, fit,  # noqa: E402
-                    grad_scaler, loader_generators, prepare_network)
+from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
+                    check_names, fit, grad_scaler, loader_generators, prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
@@ -85,12 +85,8 @@ def run_dir(args):
 
 
 def check_args(args):
-    for name, registry, flag in ((args.loss, LOSSES, "--loss"), (args.model, MODELS, "--model"),
-                                 (args.source_model, MODELS, "--source-model")):
-        if name not in registry:
-            raise UserError(f"unknown {flag} {name!r}; valid: {', '.join(registry)}")
-    if args.optimizer not in OPTIMIZERS:
-        raise UserError(f"unknown --optimizer {args.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    check_names((args.loss, LOSSES, "--loss"), (args.model, MODELS, "--model"),
+                (args.source_model, MODELS, "--source-model"), (args.optimizer, OPTIMIZERS, "--optimizer"))
 
 
 def build_source(args, device):
