@@ -28,7 +28,7 @@ from transfer import TransferObjective, construct, pair_feature_maps  # noqa: E4
 # The reference's pairing (ResNet targets learn from ResNet-50-512, others from BN-Inception-512);
 # the CPU demo network learns from its own kind.
 DEFAULT_SOURCE = {"resnet18": "resnet50", "resnet50": "resnet50", "resnet101": "resnet50",
-                  "resnet_narrow": "resnet_narrow"}
+                  "resnet_narrow": "resnet_narrow", "resnet_tiny": "resnet_narrow"}
 
 
 def get_args_parser():

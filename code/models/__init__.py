@@ -10,7 +10,7 @@ import numbers
 from errors import UserError
 from .bn_inception import BNInception
 from .checkpoint import load_checkpoint_weights, weights_record
-from .narrow_resnet import NarrowResNet
+from .narrow_resnet import NarrowResNet, TinyResNet
 from .resnet import ResNet18, ResNet50, ResNet101
 
 # name -> constructor(embedding_size, pretrained=False, l2_norm=False, bn_freeze=False)
@@ -19,7 +19,8 @@ MODELS = {
     "resnet18": ResNet18,
     "resnet50": ResNet50,
     "resnet101": ResNet101,
-    "resnet_narrow": NarrowResNet,  # CPU demo: 48x48 images, no ImageNet weights
+    "resnet_narrow": NarrowResNet,  # CPU demo: 32-48 px images, no ImageNet weights
+    "resnet_tiny": TinyResNet,      # half as wide: the CPU demo's compression target
 }
 
 

@@ -1,8 +1,10 @@
-"""A narrow ResNet for the CPU demo (48x48 images, trained from scratch; no ImageNet weights).
+"""Narrow ResNets for the CPU demo (32-48 px images, trained from scratch; no ImageNet weights).
 
-torchvision's BasicBlock with widths 32/64/128/256, a 3x3 stride-1 stem and no max-pool, so a
-48x48 image still ends in a 6x6 map. One block per stage (the ResNet-10 layout): 1.23M trunk
-parameters, 1.36M with a 512-d embedding; the fewest blocks train fastest on a CPU.
+torchvision's BasicBlock, a 3x3 stride-1 stem and no max-pool, so a 48x48 image still ends in a
+6x6 map. One block per stage (the ResNet-10 layout); the fewest blocks train fastest on a CPU.
+`resnet_narrow`: widths 32/64/128/256, 1.23M trunk parameters (1.36M with a 512-d embedding).
+`resnet_tiny`: half of that width, 0.31M; the compression target of the mini reproduction, as
+ResNet-18 is ResNet-50's in the paper.
 """
 import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, conv1x1
@@ -12,6 +14,7 @@ from .head import EmbeddingNet
 from .resnet import resnet_maps
 
 WIDTHS = (32, 64, 128, 256)
+TINY_WIDTHS = (16, 32, 64, 128)
 BLOCKS = (1, 1, 1, 1)
 
 
@@ -48,10 +51,16 @@ class NarrowResNet(EmbeddingNet):
 
     def __init__(self, embedding_size, pretrained=False, l2_norm=False, bn_freeze=False):
         if pretrained:
-            raise UserError("resnet_narrow has no ImageNet weights: it is the small CPU-demo "
+            raise UserError(f"{self.arch} has no ImageNet weights: it is the small CPU-demo "
                             "network, trained from scratch. Build it without pretrained weights, "
                             "or choose one of the ImageNet backbones (bn_inception, resnet18/50/101).")
-        super().__init__(NarrowResNetTrunk(), embedding_size, l2_norm, bn_freeze)
+        super().__init__(NarrowResNetTrunk(self.feature_channels), embedding_size, l2_norm, bn_freeze)
 
     def feature_maps(self, x):
         return resnet_maps(self.model, x)
+
+
+class TinyResNet(NarrowResNet):
+    arch = "resnet_tiny"
+    feature_channels = list(TINY_WIDTHS)
+    feat_dim = TINY_WIDTHS[-1]

@@ -8,11 +8,11 @@ from errors import UserError
 from models import MODELS, build_model
 
 # name -> input size that the network divides evenly (small, to keep the suite fast)
-SIZES = {"bn_inception": 64, "resnet18": 64, "resnet50": 64, "resnet101": 64, "resnet_narrow": 48}
+SIZES = {"bn_inception": 64, "resnet18": 64, "resnet50": 64, "resnet101": 64, "resnet_narrow": 48, "resnet_tiny": 32}
 
 
 def test_registry_names():
-    assert set(MODELS) == {"bn_inception", "resnet18", "resnet50", "resnet101", "resnet_narrow"}
+    assert set(MODELS) == {"bn_inception", "resnet18", "resnet50", "resnet101", "resnet_narrow", "resnet_tiny"}
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))
@@ -42,6 +42,7 @@ def test_declared_attributes():
         "resnet50": ([256, 512, 1024, 2048], [4, 8, 16, 32], 2048),
         "resnet101": ([256, 512, 1024, 2048], [4, 8, 16, 32], 2048),
         "resnet_narrow": ([32, 64, 128, 256], [1, 2, 4, 8], 256),
+        "resnet_tiny": ([16, 32, 64, 128], [1, 2, 4, 8], 128),
     }
     for name, (ch, st, fd) in expect.items():
         with torch.device("meta"):
@@ -55,6 +56,15 @@ def test_narrow_resnet_size():
     assert 1.3e6 < total < 1.45e6
     assert not any(isinstance(x, nn.MaxPool2d) for x in m.modules())
     assert m.model.conv1.kernel_size == (3, 3) and m.model.conv1.stride == (1, 1)
+
+
+def test_tiny_resnet_is_the_half_width_narrow_resnet():
+    tiny, narrow = build_model("resnet_tiny", 128), build_model("resnet_narrow", 128)
+    trunk = [sum(p.numel() for n, p in m.named_parameters() if "embedding" not in n) for m in (tiny, narrow)]
+    assert 3.5 < trunk[1] / trunk[0] < 4.5      # conv parameters scale with width squared
+    assert tiny.feature_strides == narrow.feature_strides and tiny.feat_dim == 128
+    _, emb = tiny.eval()(torch.randn(2, 3, 32, 32))
+    assert emb.shape == (2, 128)
 
 
 def test_embedding_init():
