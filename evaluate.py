@@ -1,4 +1,5 @@
-"""Evaluate a saved embedding network: Recall@K on the evaluation split of a dataset.
+"""Evaluate a saved embedding network: Recall@K, MAP@R and R-Precision on the evaluation split of a
+dataset; optionally save the embeddings (--save-embeddings) or a picture of retrievals (--visualize).
 
     python evaluate.py --gpu-id 0 --dataset cub --model bn_inception --embedding-size 512 \
         --ckpt pretrained_source/bn_inception/cub_bn_inception_512dim_Proxy_Anchor_ckpt.pth
@@ -21,6 +22,7 @@ from engine import build_eval_loader, evaluate, recall_ks  # noqa: E402
 from errors import UserError  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from models.pretrained import read_weight_file  # noqa: E402
+from retrieval_grid import draw_grid, nearest_neighbours, pick_queries  # noqa: E402
 from runtime import run_cli  # noqa: E402
 from storage import save_npz  # noqa: E402
 
@@ -45,7 +47,23 @@ def get_args_parser():
     p.add_argument("--crop-size", default=224, type=int)
     p.add_argument("--save-embeddings", default="", metavar="FILE.npz",
                    help="also save the embeddings, labels and image paths of the evaluation split")
+    p.add_argument("--visualize", default=0, type=int, metavar="N",
+                   help="also save a picture of N queries and their nearest neighbours "
+                        "(green frame: same class, red: another class)")
+    p.add_argument("--visualize-k", default=8, type=int, metavar="K", help="neighbours shown per query")
+    p.add_argument("--visualize-out", default="", metavar="FILE.png",
+                   help="default: {checkpoint name}_{dataset}_retrievals.png beside the checkpoint")
     return p
+
+
+def visualize(args, X, T, eval_set):
+    """The retrieval grid of --visualize queries (drawn with a fixed seed)."""
+    out = args.visualize_out or f"{os.path.splitext(args.ckpt)[0]}_{args.dataset}_retrievals.png"
+    queries = pick_queries(len(eval_set), args.visualize)
+    neighbours = nearest_neighbours(X, queries, args.visualize_k)
+    draw_grid(eval_set.im_paths, T.tolist(), queries, neighbours, out)
+    print(f"retrievals of {len(queries)} queries saved in {out}")
+    return out
 
 
 def main(args):
@@ -58,6 +76,9 @@ def main(args):
     for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("l2_norm", "l2_norm")):
         if getattr(args, flag) is None:
             setattr(args, flag, saved.get(key, FALLBACK[flag]))
+    if args.visualize < 0 or args.visualize_k < 1:
+        raise UserError(f"--visualize {args.visualize} --visualize-k {args.visualize_k}: give a number of "
+                        "queries >= 0 and of neighbours >= 1.")
     device = distributed.init(args.gpu_id)
     model = build_model(args.model, args.embedding_size, pretrained=False, l2_norm=bool(args.l2_norm))
     load_checkpoint_weights(model, args.ckpt)
@@ -71,6 +92,8 @@ def main(args):
         save_npz(args.save_embeddings, embeddings=X.numpy(), labels=T.numpy(),
                  paths=np.array([str(p) for p in eval_set.im_paths]))
         print(f"embeddings saved in {args.save_embeddings}")
+    if args.visualize and distributed.is_main():
+        visualize(args, X, T, eval_set)
     print(f"{args.dataset} eval split, {len(eval_set)} images, {args.model}-{args.embedding_size}"
           f"{' (L2-normalised)' if args.l2_norm else ''} from {args.ckpt}")
     for k, v in recalls.items():

@@ -19,7 +19,7 @@ from storage import save_torch
 
 # Flags that change what the state means: resuming with other values would not continue the run.
 MUST_MATCH = ("dataset", "model", "embedding_size", "loss", "optimizer", "batch_size", "IPC", "view",
-              "source_model", "source_embedding_size", "seed")
+              "source_model", "source_embedding_size", "seed", "val_classes")
 
 
 def _numpy_state():

@@ -11,6 +11,7 @@ from dataset import BalancedBatchSampler, RankBatchSampler, build_dataset, build
 from errors import UserError
 from metrics import map_at_r, recall_at_k
 from runlog import WANDB_MODES
+from runs import VAL
 from runtime import seed_worker
 
 OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop")
@@ -32,6 +33,10 @@ def add_run_arguments(p):
                    help="mixed precision for the networks (losses stay float32); fp16 uses a GradScaler")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory layout (faster on GPUs)")
     p.add_argument("--sync-bn", action="store_true", help="under torchrun: BatchNorm statistics over all processes")
+    p.add_argument("--val-classes", default=0.0, type=float, metavar="F",
+                   help="hold out this fraction of the training classes and pick the best epoch by their R@1 "
+                        "(the test split is then scored only at the epochs that improve it); 0: pick the "
+                        "best epoch by test R@1, the paper's protocol")
 
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -75,14 +80,39 @@ def image_options(args):
     return dict(crop_size=args.crop_size)
 
 
+VAL_SEED = 0   # the held-out classes do not change with --seed: runs of several seeds share them
+
+
+def hold_out_classes(train_set, fraction, transform):
+    """(training part, validation part) of the training split: round(fraction * classes) classes
+    drawn with a fixed seed go to validation, with `transform`; both parts are relabelled 0..C-1."""
+    classes = sorted(set(train_set.ys))
+    n_val = round(fraction * len(classes))
+    if not 0 < fraction < 1 or n_val < 2 or len(classes) - n_val < 2:
+        raise UserError(f"--val-classes {fraction:g} of {len(classes)} training classes holds out {n_val}: "
+                        "give a fraction in (0, 1) that leaves at least 2 classes on each side (e.g. 0.1 or "
+                        "0.2), or 0 to select the epoch on the test split.")
+    order = torch.randperm(len(classes), generator=torch.Generator().manual_seed(VAL_SEED)).tolist()
+    held = {classes[i] for i in order[:n_val]}
+    return (train_set.subset_classes([c for c in classes if c not in held], train_set.transform),
+            train_set.subset_classes(held, transform))
+
+
 def build_loaders(args, model_name, views, seed):
-    """Training loader (class-balanced with --IPC, else shuffled; multi-view) and the evaluation
-    loader of the eval split. Under torchrun each process loads its share of every global batch
-    and of the evaluation split."""
+    """(training loader, evaluation loader, validation loader or None).
+
+    Training: class-balanced with --IPC, else shuffled; multi-view. Evaluation: the eval split.
+    Validation (--val-classes F): the held-out fraction F of the training classes, with the
+    evaluation transform. Under torchrun each process loads its share of every global batch and
+    of the evaluation and validation splits."""
     opts = image_options(args)
+    eval_tf = build_transform(model_name, False, **opts)
     train_set = build_dataset(args.dataset, args.DATA_DIR, "train",
                               build_transform(model_name, True, views=views, **opts))
-    eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", build_transform(model_name, False, **opts))
+    eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", eval_tf)
+    val_set = None
+    if args.val_classes:
+        train_set, val_set = hold_out_classes(train_set, args.val_classes, eval_tf)
     if len(train_set) < args.batch_size:
         raise UserError(f"the training split has {len(train_set)} images, fewer than --batch-size "
                         f"{args.batch_size}. Lower --batch-size.")
@@ -96,7 +126,17 @@ def build_loaders(args, model_name, views, seed):
                                distributed.world_size())
     common = dict(num_workers=args.workers, pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker)
     train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, **common)
-    return train_loader, build_eval_loader(eval_set, args.batch_size, args.workers)
+    val_loader = build_eval_loader(val_set, args.batch_size, args.workers) if val_set is not None else None
+    return train_loader, build_eval_loader(eval_set, args.batch_size, args.workers), val_loader
+
+
+def describe_splits(train_set, eval_loader, val_loader):
+    """'train N images (C classes), [validation ...,] eval M images' for the start-up line."""
+    val = "" if val_loader is None else (
+        f", validation {val_loader.full_size} images ({val_loader.dataset.dataset.nb_classes()} held-out "
+        "training classes; they select the epoch)")
+    return (f"train {len(train_set)} images ({train_set.nb_classes()} classes){val}, "
+            f"eval {eval_loader.full_size} images")
 
 
 def loader_generators(train_loader, crd=None):
@@ -224,15 +264,29 @@ def format_recalls(recalls):
 
 
 
+def score_epoch(model, eval_loader, val_loader, best, device, ks, channels_last=False):
+    """The epoch's scores: test R@k, MAP@R, RP; with a validation loader, the same on it under
+    'val/' keys, and the test scores only when validation R@1 improves on `best`."""
+    if val_loader is None:
+        return evaluate(model, eval_loader, device, ks, channels_last)
+    record = {VAL + k: v for k, v in evaluate(model, val_loader, device, ks, channels_last).items()}
+    if best is None or record[VAL + "R@1"] > best[1][VAL + "R@1"]:
+        record.update(evaluate(model, eval_loader, device, ks, channels_last))
+    return record
+
+
 def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-        checkpointer, clip_value=None, after_backward=None, scaler=None):
-    """The epoch loop of both entry points: train, step the schedule, evaluate on the eval split,
-    call on_best(epoch, recalls) whenever R@1 improves (the paper's model selection), and save the
-    resumable state (checkpointer) after every epoch. Starts from --resume when given; stops after
-    --epochs, or once --time-budget seconds of training have passed. Returns (best epoch, recalls).
-    `model` is the network itself (not its DDP wrapper): warm-up, evaluation and saving use it.
+        checkpointer, clip_value=None, after_backward=None, scaler=None, val_loader=None):
+    """The epoch loop of both entry points: train, step the schedule, evaluate, call
+    on_best(epoch, scores) whenever the selection score improves, and save the resumable state
+    (checkpointer) after every epoch. The selection score is test R@1 (the paper's protocol), or
+    with a val_loader (--val-classes) R@1 on the held-out training classes. Starts from --resume
+    when given; stops after --epochs, or once --time-budget seconds of training have passed.
+    Returns (best epoch, its scores). `model` is the network itself (not its DDP wrapper):
+    warm-up, evaluation and saving use it.
     """
     ks = recall_ks(args.dataset)
+    key = VAL + "R@1" if val_loader is not None else "R@1"
     warmup, start, best = Warmup(model), 0, None
     if args.resume:
         start, best = checkpointer.load(args.resume, args)
@@ -250,11 +304,11 @@ def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, de
             loss, stopped = train_one_epoch(compute_loss, train_loader, optimizer, epoch, clip_value=clip_value,
                                             deadline=deadline, after_backward=after_backward, scaler=scaler)
             scheduler.step()
-            recalls = evaluate(model, eval_loader, device, ks, args.channels_last)
-            log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **recalls, "time": time.perf_counter() - t0})
-            if best is None or recalls["R@1"] > best[1]["R@1"]:
-                best = (epoch, recalls)
-                on_best(epoch, recalls)
+            scores = score_epoch(model, eval_loader, val_loader, best, device, ks, args.channels_last)
+            log.epoch({"epoch": epoch, "loss": loss, "lr": lr, **scores, "time": time.perf_counter() - t0})
+            if best is None or scores[key] > best[1][key]:
+                best = (epoch, scores)
+                on_best(epoch, scores)
             checkpointer.save(epoch, best, args)
             if stopped:
                 print(f"--time-budget {args.time_budget:g} s reached during epoch {epoch}.", flush=True)

@@ -1,5 +1,5 @@
-"""What a run records: args.json, metrics.jsonl (one line per epoch), the best model and its
-results file in the reference's names, and wandb (optional, never blocking)."""
+"""What a run records: args.json, metrics.jsonl (one line per epoch), curves.png, the best model
+and its results file in the reference's names, and wandb (optional, never blocking)."""
 import netrc
 import os
 import sys
@@ -7,10 +7,12 @@ import sys
 import distributed
 from errors import UserError
 from models import weights_record
+from runs import VAL
 from storage import append_jsonl, save_json, save_text, save_torch
 from runtime import warn
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+SCORES = ("R@", "MAP@R", "RP", VAL)   # the keys of a metrics record printed as percentages
 
 
 def _wandb_credentials():
@@ -67,7 +69,7 @@ class RunLog:
     """The run folder and everything written into it."""
 
     def __init__(self, run_dir, args, wandb_project):
-        self.dir, self.wandb = run_dir, None
+        self.dir, self.wandb, self.plots = run_dir, None, True
         self.main = distributed.is_main()   # under torchrun only rank 0 writes and logs
         if not self.main:
             return
@@ -81,7 +83,8 @@ class RunLog:
         if not self.main:
             return
         append_jsonl(record, self.metrics_path)
-        scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in record.items() if k.startswith(("R@", "MAP@R", "RP")))
+        self._plot()
+        scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in record.items() if k.startswith(SCORES))
         print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {scores} "
               f"({record['time']:.1f} s)", flush=True)
         if self.wandb is not None:
@@ -92,6 +95,18 @@ class RunLog:
                 warn(f"wandb.log failed ({e}); continuing without wandb.")
                 self.wandb = None
 
+    def _plot(self):
+        """curves.png: loss and R@1 so far. A plotting problem only warns: training goes on."""
+        if not self.plots:
+            return
+        try:
+            from plots import plot_run
+            plot_run(self.dir)
+        except Exception as e:  # noqa: BLE001
+            warn(f"could not draw {os.path.join(self.dir, 'curves.png')} ({type(e).__name__}: {e}); "
+                 "training goes on without it.")
+            self.plots = False
+
     def save_best(self, model, prefix, epoch, recalls):
         """`{prefix}_best.pth` ({'model_state_dict': ...}, see models.weights_record) and
         `{prefix}_best_results.txt`, as the reference names them (prefix = '{dataset}_{model}')."""
@@ -100,6 +115,8 @@ class RunLog:
         save_torch(weights_record(model), os.path.join(self.dir, f"{prefix}_best.pth"))
         lines = [f"Best Epoch: {epoch}"] + [f"Best Recall@{k[2:]}: {100 * v:.4f}" for k, v in recalls.items()
                                             if k.startswith("R@")]
+        if VAL + "R@1" in recalls:   # --val-classes: the epoch was chosen without the test split
+            lines.append(f"Selected by Recall@1 on the held-out training classes: {100 * recalls[VAL + 'R@1']:.4f}")
         save_text("\n".join(lines) + "\n", os.path.join(self.dir, f"{prefix}_best_results.txt"))
 
     def finish(self):

@@ -23,6 +23,12 @@ def _atomic(path, write):
         raise
 
 
+def save_file(path, write):
+    """write(binary file object) fills `path`, which appears only once complete."""
+    _atomic(path, write)
+    return path
+
+
 def save_torch(obj, path):
     _atomic(path, lambda f: torch.save(obj, f))
 

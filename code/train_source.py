@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
 from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
-                    check_names, fit, grad_scaler, loader_generators, prepare_network)
+                    check_names, describe_splits, fit, grad_scaler, loader_generators, prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model, weights_record  # noqa: E402
@@ -76,7 +76,7 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    train_loader, eval_loader = build_loaders(args, args.model, 1, args.seed)
+    train_loader, eval_loader, val_loader = build_loaders(args, args.model, 1, args.seed)
     train_set = train_loader.dataset
     model = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
                                         l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)), args, device)
@@ -93,8 +93,8 @@ def main(args):
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay_step, gamma=args.lr_decay_gamma)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Source")
     ckpt = checkpoint_path(args)
-    print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
-          f"{eval_loader.full_size} images; {args.loss}: {args.model}-{args.embedding_size} on {device} x "
+    print(f"{describe_splits(train_set, eval_loader, val_loader)}; {args.loss}: {args.model}-{args.embedding_size} "
+          f"on {device} x "
           f"{distributed.world_size()}; "
           f"logs in {log.dir}, best model -> {ckpt}", flush=True)
 
@@ -120,7 +120,7 @@ def main(args):
                                 loader_generators(train_loader))
     best = fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
                checkpointer, clip_value=10, scaler=scaler,
-               after_backward=lambda: distributed.sync_loss_grads(criterion, gathered=True))
+               after_backward=lambda: distributed.sync_loss_grads(criterion, gathered=True), val_loader=val_loader)
     print(f"source network saved as {ckpt}")
     return best
 

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
 from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
-                    check_names, fit, grad_scaler, loader_generators, prepare_network)
+                    check_names, describe_splits, fit, grad_scaler, loader_generators, prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
@@ -140,7 +140,7 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    train_loader, eval_loader = build_loaders(args, args.model, args.view, args.seed)
+    train_loader, eval_loader, val_loader = build_loaders(args, args.model, args.view, args.seed)
     train_set = train_loader.dataset
     target = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
                                          l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)), args, device)
@@ -151,8 +151,8 @@ def main(args):
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Target")
     prefix = f"{args.dataset}_{args.model}"
-    print(f"train {len(train_set)} images ({train_set.nb_classes()} classes), eval "
-          f"{eval_loader.full_size} images; {args.loss}: {args.model}-{args.embedding_size}"
+    print(f"{describe_splits(train_set, eval_loader, val_loader)}; {args.loss}: "
+          f"{args.model}-{args.embedding_size}"
           + (f" from {args.source_model}-{args.source_embedding_size}" if source is not None else "")
           + f" on {device} x {distributed.world_size()}; logs in {log.dir}", flush=True)
 
@@ -166,7 +166,7 @@ def main(args):
                                 loader_generators(train_loader, objective.generator))
     return fit(target, lambda batch: objective(*batch), train_loader, eval_loader, optimizer, scheduler, device,
                args, log, on_best, checkpointer, scaler=scaler,
-               after_backward=objective.sync_grads if distributed.world_size() > 1 else None)
+               after_backward=objective.sync_grads if distributed.world_size() > 1 else None, val_loader=val_loader)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@
 # number of epochs, and the best epoch is picked by R@1 on the test classes (the paper's protocol).
 # Writes misc/mini_reproduction.{md,csv,png}. Rerunning skips finished runs and resumes an
 # interrupted one. Settings through the environment:
-#   EPOCHS (4), SOURCE_EPOCHS (10), METHODS (all eight), OUT (logs/mini_reproduction), MISC (misc),
+#   EPOCHS (3), SOURCE_EPOCHS (10), METHODS (all eight), OUT (logs/mini_reproduction), MISC (misc),
 #   DATA_DIR (data), DATASET (emoji), CROP (32), WORKERS (1), PYTHON (python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-EPOCHS=${EPOCHS:-4}
+EPOCHS=${EPOCHS:-3}
 SOURCE_EPOCHS=${SOURCE_EPOCHS:-10}
 METHODS=${METHODS:-Relaxed_Contra Relaxed_MS RKD PKT DarkRank FitNet Attention CRD}
 OUT=${OUT:-logs/mini_reproduction}
@@ -34,10 +34,10 @@ SOURCE=$SOURCE_DIR/resnet_narrow/${DATASET}_resnet_narrow_512dim_Proxy_Anchor_ck
 # run FOLDER SCRIPT FLAGS...: one training run in its own folder; skipped once finished, resumed
 # from its checkpoint.pth when an earlier attempt was interrupted.
 run() {
-    local dir=$1 script=$2 ckpt
+    local dir=$1 script=$2 ckpt=""
     shift 2
     if [ -f "$dir/FINISHED" ]; then echo "== done already: $dir"; return; fi
-    ckpt=$(find "$dir" -name checkpoint.pth 2>/dev/null | head -n 1)
+    if [ -d "$dir" ]; then ckpt=$(find "$dir" -name checkpoint.pth | head -n 1); fi
     echo "== $dir"
     "$PY" "$script" --LOG_DIR "$dir" "${COMMON[@]}" "$@" ${ckpt:+--resume "$ckpt"}
     touch "$dir/FINISHED"
@@ -61,7 +61,7 @@ for setting in self_transfer:resnet_narrow:512 dim_reduction:resnet_narrow:64 co
 done
 
 mkdir -p "$MISC"
-"$PY" scripts/results_table.py "$OUT" --paper --title "Mini reproduction on $DATASET" \
+"$PY" scripts/results_table.py "$OUT" --title "Mini reproduction on $DATASET" \
     --markdown "$MISC/mini_reproduction.md" --csv "$MISC/mini_reproduction.csv" \
     --figure "$MISC/mini_reproduction.png"
 echo "mini reproduction finished in $(( ($(date +%s) - start) / 60 )) min; table and figure in $MISC/"

@@ -68,3 +68,33 @@ def test_save_embeddings(tiny_cub, source_ckpt, tmp_path):
     assert str(z["paths"][0]).endswith(".jpg") and "CUB_200_2011" in str(z["paths"][0])
     from metrics import recall_at_k
     assert recall_at_k(torch.from_numpy(z["embeddings"]), torch.from_numpy(z["labels"]), [1])[0] == got["R@1"]
+
+
+def test_visualize_draws_the_nearest_neighbours(tiny_cub, source_ckpt, tmp_path):
+    import numpy as np
+    import PIL.Image
+    from retrieval_grid import GREEN, RED, pick_queries
+    out, emb = tmp_path / "grid.png", tmp_path / "emb.npz"
+    run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0",
+         "--ckpt", source_ckpt, "--visualize", "4", "--visualize-k", "3", "--visualize-out", str(out),
+         "--save-embeddings", str(emb)])
+    saved = np.load(emb)
+    X, labels = torch.from_numpy(saved["embeddings"]).double(), saved["labels"]
+    im = np.asarray(PIL.Image.open(out).convert("RGB"))
+    size, gap = 96, 12
+    assert im.shape == (4 * size, 4 * size + gap, 3)
+    for row, q in enumerate(pick_queries(len(labels), 4)):
+        d = (X - X[q]).norm(dim=1)
+        d[q] = float("inf")
+        for col, j in enumerate(d.argsort()[:3].tolist()):
+            frame = tuple(im[row * size + 1, size + gap + col * size + 1])
+            assert frame == (GREEN if labels[j] == labels[q] else RED)
+
+
+def test_visualize_default_file_is_beside_the_checkpoint(tiny_cub, source_ckpt, tmp_path):
+    import shutil
+    ckpt = tmp_path / "model.pth"
+    shutil.copy(source_ckpt, ckpt)
+    run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0",
+         "--ckpt", str(ckpt), "--visualize", "2"])
+    assert (tmp_path / "model_cub_retrievals.png").stat().st_size > 0

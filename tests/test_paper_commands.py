@@ -48,7 +48,8 @@ def test_readme_target_command(cmd):
     assert args.source_ckpt == f"./pretrained_source/{src}/{args.dataset}_{src}_512dim_Proxy_Anchor_ckpt.pth"
 
 
-TRAINING_SCRIPTS = [p for p in sorted(glob.glob(os.path.join(ROOT, "scripts", "*.sh"))) if "download" not in p]
+TRAINING_SCRIPTS = [p for p in sorted(glob.glob(os.path.join(ROOT, "scripts", "*.sh")))
+                    if not os.path.basename(p).startswith(("download", "mini_reproduction"))]
 
 
 def test_a_script_per_experiment_and_source_model():

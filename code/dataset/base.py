@@ -1,4 +1,5 @@
 """Common base of the retrieval datasets: a list of image paths with integer class labels."""
+import copy
 import os
 
 import PIL.Image
@@ -32,6 +33,24 @@ class BaseDataset(torch.utils.data.Dataset):
 
     def nb_classes(self):
         return len(set(self.ys))
+
+    def subset_classes(self, labels, transform):
+        """A copy holding only the images of `labels`, relabelled 0..len(labels)-1 in sorted order,
+        with another transform. Per-image lists (paths, labels, e.g. emoji vendors) are filtered
+        alike, and a per-class `classes` list follows its classes."""
+        labels = sorted(set(labels))
+        new_label = {c: j for j, c in enumerate(labels)}
+        keep = [i for i, y in enumerate(self.ys) if y in new_label]
+        n, n_classes = len(self.ys), self.nb_classes()
+        sub = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, list) and len(value) == n:
+                setattr(sub, name, [value[i] for i in keep])
+        if isinstance(getattr(self, "classes", None), list) and len(self.classes) == n_classes:
+            sub.classes = [self.classes[c] for c in labels]
+        sub.ys = [new_label[self.ys[i]] for i in keep]
+        sub.transform = transform
+        return sub
 
     def __len__(self):
         return len(self.ys)

@@ -1,0 +1,105 @@
+"""Figures (PNG): a run's curves, several runs' curves side by side, and the bar chart of a
+results table. matplotlib's Figure objects draw without pyplot, so no display or backend is needed."""
+import os
+
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from runs import VAL, Run
+from storage import save_file
+from tables import _method_order, dataset_order, group_runs, setting_name, summarise
+
+
+def _save(fig, path):
+    return save_file(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+
+
+def _curves(ax_loss, ax_r1, run, label=None, color=None):
+    epochs = run.epochs
+    ax_loss.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], color=color, label=label)
+    test = [e for e in epochs if "R@1" in e]
+    val = [e for e in epochs if VAL + "R@1" in e]
+    style = "o--" if val else "o-"   # with --val-classes the test split is scored only at improvements
+    named = (lambda split: split if label is None else f"{label} ({split})") if val else (lambda split: label)
+    ax_r1.plot([e["epoch"] for e in test], [100 * e["R@1"] for e in test], style, ms=3, color=color,
+               label=named("test"))
+    if val:
+        ax_r1.plot([e["epoch"] for e in val], [100 * e[VAL + "R@1"] for e in val], "-", color=color,
+                   alpha=0.6, label=named("validation classes"))
+    best = run.selected
+    if best is not None and "R@1" in best:
+        ax_r1.plot([best["epoch"]], [100 * best["R@1"]], "*", ms=11, color=color or "C0")
+
+
+def _axes(title):
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_r1 = fig.subplots(1, 2)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    ax_r1.set(xlabel="epoch", ylabel="R@1 (%)", title="R@1 (★: selected epoch)")
+    for ax in (ax_loss, ax_r1):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
+    return fig, ax_loss, ax_r1
+
+
+def plot_run(folder, name="curves.png"):
+    """Loss and R@1 per epoch of the run in `folder`, saved as folder/curves.png."""
+    run = Run(folder)
+    fig, ax_loss, ax_r1 = _axes(f"{run.method}: {run.network} on {run.args['dataset']}")
+    _curves(ax_loss, ax_r1, run)
+    if any(VAL + "R@1" in e for e in run.epochs):
+        ax_r1.legend(fontsize=8)
+    return _save(fig, os.path.join(folder, name))
+
+
+def _labels(runs):
+    """The shortest descriptions that tell the runs apart (the folder name added where they do not)."""
+    labels = []
+    for run in runs:
+        parts = [run.method]
+        for differs, part in ((lambda r: r.network, run.network), (lambda r: r.args["dataset"], run.args["dataset"]),
+                              (lambda r: r.teacher, f"from {run.teacher}")):
+            if len({differs(r) for r in runs}) > 1:
+                parts.append(part)
+        labels.append(", ".join(p for p in parts if p != "from None"))
+    return [f"{lab} [{os.path.basename(r.dir)}]" if labels.count(lab) > 1 else lab for lab, r in zip(labels, runs)]
+
+
+def plot_runs(runs, out, title="runs compared"):
+    """Loss and R@1 per epoch of several runs in one figure."""
+    fig, ax_loss, ax_r1 = _axes(title)
+    cmap = colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    for i, (run, label) in enumerate(zip(runs, _labels(runs))):
+        _curves(ax_loss, ax_r1, run, label, cmap(i % cmap.N))
+    ax_r1.legend(fontsize=7, loc="best")
+    return _save(fig, out)
+
+
+def plot_bars(runs, out, title="R@1 by method and setting"):
+    """The results table as bars: one panel per dataset, one group per setting, one bar per method
+    (the source and the no-source baseline in grey)."""
+    groups = group_runs(runs)
+    datasets = sorted({d for _, _, cells in groups for _, d in cells}, key=dataset_order)
+    methods = sorted({m for _, _, cells in groups for m, _ in cells}, key=_method_order)
+    fig = Figure(figsize=(max(8, 2.2 * len(groups) + 3), 3.8 * len(datasets)))
+    axes = fig.subplots(len(datasets), 1, squeeze=False)
+    width = 0.8 / len(methods)
+    colors = {m: ("0.25" if m.startswith("source") else "0.65" if m.endswith("(no source)")
+                  else colormaps["tab10"](i % 10)) for i, m in enumerate(methods)}
+    for ax, dataset in zip(axes[:, 0], datasets):
+        for g, (teacher, network, cells) in enumerate(groups):
+            for i, m in enumerate(methods):
+                s = summarise(cells.get((m, dataset), []), "R@1") if cells.get((m, dataset)) else None
+                if s is None:
+                    continue
+                x = g - 0.4 + (i + 0.5) * width
+                ax.bar(x, s[0], width, yerr=s[1], color=colors[m], label=m if g == 0 or m not in
+                       ax.get_legend_handles_labels()[1] else None)
+                ax.text(x, s[0], f"{s[0]:.1f}", ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{setting_name(t, n)}\n{t + ' → ' if t else ''}{n}" for t, n, _ in groups], fontsize=8)
+        ax.set(ylabel="R@1 (%)", title=f"{dataset}")
+        ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title)
+    return _save(fig, out)

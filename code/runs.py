@@ -1,0 +1,95 @@
+"""Finished runs read back from their folders (args.json + metrics.jsonl), for tables and plots.
+
+A run's result is the epoch its own selection rule picks: the best R@1 on the test split (the
+paper's protocol), or with --val-classes the best R@1 on the held-out training classes, whose line
+also holds the test scores of that epoch.
+"""
+import json
+import os
+
+from errors import UserError
+
+VAL = "val/"   # prefix of the scores on the --val-classes split in metrics.jsonl
+
+
+def _read_jsonl(path):
+    records = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                # An interrupted write can leave a partial last line; anything else is damage.
+                if f.readline():
+                    raise UserError(f"{path}, line {n}, is not JSON: the file is damaged.") from None
+    return records
+
+
+class Run:
+    """One run folder: `args` (args.json), `epochs` (metrics.jsonl records, in order)."""
+
+    def __init__(self, folder):
+        self.dir = folder
+        with open(os.path.join(folder, "args.json")) as f:
+            self.args = json.load(f)
+        self.epochs = _read_jsonl(os.path.join(folder, "metrics.jsonl"))
+
+    @property
+    def is_source(self):
+        """Trained by train_source (no teacher), as opposed to train_target."""
+        return "source_ckpt" not in self.args
+
+    @property
+    def uses_source(self):
+        from losses import LOSSES
+        loss = LOSSES.get(self.args.get("loss"))
+        return not self.is_source and loss is not None and any(k.startswith("s_") for k in loss.inputs)
+
+    @property
+    def selection(self):
+        """'val' when the epoch was chosen on held-out training classes, else 'test'."""
+        return "val" if any(VAL + "R@1" in e for e in self.epochs) else "test"
+
+    @property
+    def selected(self):
+        """The metrics.jsonl record of the selected epoch (the first best one), or None if no epoch
+        finished."""
+        key = VAL + "R@1" if self.selection == "val" else "R@1"
+        scored = [e for e in self.epochs if key in e]
+        return max(scored, key=lambda e: e[key]) if scored else None
+
+    @property
+    def network(self):
+        return f"{self.args['model']}-{self.args['embedding_size']}"
+
+    @property
+    def teacher(self):
+        """'model-dim' of the source network this run learnt from, or None."""
+        if not self.uses_source:
+            return None
+        return f"{self.args['source_model']}-{self.args['source_embedding_size']}"
+
+    @property
+    def method(self):
+        loss = self.args.get("loss", "?")
+        if self.is_source:
+            return f"source ({loss})"
+        return loss if self.uses_source else f"{loss} (no source)"
+
+
+def find_runs(paths):
+    """Every run folder (holding args.json and metrics.jsonl) under the given folders, sorted."""
+    found = set()
+    for path in paths:
+        if not os.path.isdir(path):
+            raise UserError(f"{path} is not a folder: pass run folders or folders that contain them "
+                            "(e.g. logs/ or logs/mini_reproduction).")
+        for folder, _, files in os.walk(path):
+            if "args.json" in files and "metrics.jsonl" in files:
+                found.add(folder)
+    if not found:
+        raise UserError(f"no runs under {', '.join(paths)}: a run folder holds args.json and "
+                        "metrics.jsonl (written by code/train_target.py and code/train_source.py).")
+    return [Run(f) for f in sorted(found)]

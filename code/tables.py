@@ -1,0 +1,136 @@
+"""Results tables in the paper's layout: one table per setting (source -> target network), methods
+as rows, datasets as column groups (R@1/2/4, or R@1/10/100 on SOP, and MAP@R), the paper's R@1
+and our difference to it where the paper reports one. Runs that share setting, method and dataset
+(e.g. several seeds) are averaged, with their standard deviation."""
+import statistics
+
+from paper_results import paper_value, setting_name
+
+SOURCE_ROW = "source"
+
+
+def table_ks(dataset):
+    return ["R@1", "R@10", "R@100"] if dataset == "SOP" else ["R@1", "R@2", "R@4"]
+
+
+def dataset_order(dataset):
+    """The paper's column order (CUB, Cars, SOP), then any other data set by name."""
+    paper = ["cub", "cars", "SOP"]
+    return (paper.index(dataset), "") if dataset in paper else (len(paper), dataset)
+
+
+def _method_order(method):
+    from losses import LOSSES
+    names = list(LOSSES)
+    if method.startswith(SOURCE_ROW):
+        return (0, method)
+    if method.endswith("(no source)"):
+        return (1, method)
+    return (2, names.index(method) if method in names else len(names), method)
+
+
+def group_runs(runs):
+    """[(teacher, network, {(method, dataset): [runs]})]. Runs without a source join every group
+    of their network (they are its baseline); a source run joins the groups it taught."""
+    targets = [r for r in runs if not r.is_source and r.selected is not None]
+    groups = {}
+    for r in targets:
+        if r.teacher is not None:
+            groups.setdefault((r.teacher, r.network), {})
+    for r in targets:
+        if r.teacher is None and not any(net == r.network for _, net in groups):
+            groups.setdefault((None, r.network), {})
+    for (teacher, network), cells in groups.items():
+        for r in targets:
+            if r.network == network and r.teacher in (teacher, None):
+                cells.setdefault((r.method, r.args["dataset"]), []).append(r)
+        for r in runs:
+            if r.is_source and r.selected is not None and r.network == teacher:
+                cells.setdefault((r.method, r.args["dataset"]), []).append(r)
+    order = {"self-transfer": 0, "dimensionality reduction": 1, "compression": 2}
+    return sorted(((t, n, c) for (t, n), c in groups.items()),
+                  key=lambda g: (order.get(setting_name(g[0], g[1]), 3), g[0] or "", g[1]))
+
+
+def summarise(runs, metric):
+    """(mean, std, n) in percent of `metric` at each run's selected epoch; std is None for n=1."""
+    values = [100 * r.selected[metric] for r in runs if metric in r.selected]
+    if not values:
+        return None
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return statistics.fmean(values), std, len(values)
+
+
+def _fmt(summary):
+    if summary is None:
+        return "–"
+    mean, std, _ = summary
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def markdown(runs, title=None):
+    """The tables, in Markdown."""
+    out = [f"## {title}", ""] if title else []
+    for teacher, network, cells in group_runs(runs):
+        datasets = sorted({d for _, d in cells}, key=dataset_order)
+        methods = sorted({m for m, _ in cells}, key=_method_order)
+        papers = {d: any(paper_value(teacher, network, d, m) is not None for m in methods) for d in datasets}
+        out.append(f"### {setting_name(teacher, network)}: "
+                   + (f"{teacher} → {network}" if teacher else network))
+        out.append("")
+        head, rule = ["method"], ["---"]
+        for d in datasets:
+            cols = table_ks(d) + ["MAP@R"] + (["paper R@1", "Δ R@1"] if papers[d] else [])
+            head += [f"{d} {c}" for c in cols]
+            rule += ["---:"] * len(cols)
+        out += ["| " + " | ".join(head) + " |", "|" + "|".join(rule) + "|"]
+        for m in methods:
+            row = [m]
+            for d in datasets:
+                rs = cells.get((m, d), [])
+                row += [_fmt(summarise(rs, k)) if rs else "–" for k in table_ks(d) + ["MAP@R"]]
+                if papers[d]:
+                    paper, ours = paper_value(teacher, network, d, m), summarise(rs, "R@1") if rs else None
+                    row += ["–" if paper is None else f"{paper:.1f}",
+                            f"{ours[0] - paper:+.1f}" if paper is not None and ours else "–"]
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    out.append(_selection_note(runs))
+    return "\n".join(out) + "\n"
+
+
+def _selection_note(runs):
+    rules = {r.selection for r in runs if r.selected is not None}
+    counts = {}
+    for r in runs:
+        if r.selected is not None:
+            counts.setdefault(r.args["dataset"], []).append(len(r.epochs))
+    trained = ", ".join(f"{d}: {min(n)}" + (f"-{max(n)}" if max(n) != min(n) else "") + " epochs"
+                        for d, n in sorted(counts.items()))
+    how = {"test": "best R@1 on the test split (the paper's protocol, optimistic)",
+           "val": "best R@1 on classes held out of the training split (--val-classes); test scores of that epoch"}
+    return ("Values in percent, at the epoch picked by " + "; or ".join(how[r] for r in sorted(rules))
+            + f". Mean ± std over runs where there are several. Trained: {trained}.")
+
+
+METRICS = ("R@", "MAP@R", "RP")
+CSV_FIELDS = ["setting", "source", "target", "method", "dataset", "selection", "epoch", "epochs_run",
+              "R@1", "R@2", "R@4", "R@8", "R@10", "R@100", "R@1000", "MAP@R", "RP", "paper_R@1", "diff_R@1", "run"]
+
+
+def csv_rows(runs):
+    """One dict per run that finished an epoch (no averaging), values in percent. `setting` is the
+    paper's name for a transfer, 'no source' for a target trained alone, 'source' for a source."""
+    rows = []
+    for r in sorted((r for r in runs if r.selected is not None),
+                    key=lambda r: (dataset_order(r.args["dataset"]), _method_order(r.method), r.dir)):
+        best, dataset = r.selected, r.args["dataset"]
+        paper = paper_value(r.teacher, r.network, dataset, r.method) if r.teacher else None
+        row = {"setting": "source" if r.is_source else setting_name(r.teacher, r.network),
+               "source": r.teacher or "", "target": r.network, "method": r.method, "dataset": dataset,
+               "selection": r.selection, "epoch": best["epoch"], "epochs_run": len(r.epochs), "run": r.dir,
+               "paper_R@1": "" if paper is None else paper,
+               "diff_R@1": "" if paper is None else round(100 * best["R@1"] - paper, 2)}
+        row.update({k: round(100 * best[k], 2) for k in CSV_FIELDS if k in best and k.startswith(METRICS)})
+        rows.append(row)
+    return rows

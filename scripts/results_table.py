@@ -1,0 +1,60 @@
+"""Results tables in the paper's layout from finished runs.
+
+    python scripts/results_table.py logs/                 # every run under logs/
+    python scripts/results_table.py RUN_DIR... --csv results.csv --figure results.png
+
+Reads each run's args.json and metrics.jsonl and takes the epoch the run's own rule selected (best
+test R@1, the paper's protocol; or best R@1 on the held-out classes with --val-classes). Prints one
+Markdown table per setting (source -> target network): methods as rows; per dataset R@1/2/4 (R@1/10/100
+on SOP), MAP@R, and the paper's R@1 with our difference where the paper reports one.
+"""
+import argparse
+import csv
+import io
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "code"))
+
+from errors import UserError  # noqa: E402
+from runs import find_runs  # noqa: E402
+from runtime import run_cli  # noqa: E402
+from storage import save_text  # noqa: E402
+from tables import CSV_FIELDS, csv_rows, markdown  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders containing them")
+    p.add_argument("--title", default=None, help="heading above the tables")
+    p.add_argument("--markdown", default="", metavar="FILE.md", help="also write the Markdown here")
+    p.add_argument("--csv", default="", metavar="FILE.csv", help="one row per run, values in percent")
+    p.add_argument("--figure", default="", metavar="FILE.png", help="bar chart of R@1 by method and setting")
+    return p
+
+
+def main(args):
+    runs = find_runs(args.runs)
+    if not any(r.selected is not None for r in runs):
+        raise UserError(f"none of the {len(runs)} runs under {', '.join(args.runs)} has finished an epoch yet.")
+    text = markdown(runs, args.title)
+    print(text)
+    if args.markdown:
+        save_text(text, args.markdown)
+    if args.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(csv_rows(runs))
+        save_text(buf.getvalue(), args.csv)
+    if args.figure:
+        from plots import plot_bars
+        plot_bars(runs, args.figure, title=args.title or "R@1 by method and setting")
+    for path in (args.markdown, args.csv, args.figure):
+        if path:
+            print(f"written: {path}")
+    return text
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

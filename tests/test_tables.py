@@ -1,0 +1,177 @@
+"""Run folders read back (runs.py), the paper-layout tables (tables.py), the figures (plots.py) and
+the two scripts that print and draw them."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import PIL.Image
+import pytest
+
+from errors import UserError
+from paper_results import paper_value, setting_name
+from runs import Run, find_runs
+from tables import csv_rows, group_runs, markdown
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = {"source_ckpt": "s.pth", "source_model": "bn_inception", "source_embedding_size": 512,
+          "model": "bn_inception", "embedding_size": 512, "dataset": "cub", "loss": "Relaxed_Contra"}
+
+
+def fake_run(folder, records, **args):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "args.json"), "w") as f:
+        json.dump({**TARGET, **args}, f)
+    with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+        for i, r in enumerate(records):
+            f.write(json.dumps({"epoch": i, "loss": 1.0 / (i + 1), "lr": 1e-4, "time": 1.0, **r}) + "\n")
+    return str(folder)
+
+
+def scores(r1, **extra):
+    return {"R@1": r1, "R@2": r1 + 0.05, "R@4": r1 + 0.1, "R@8": r1 + 0.15, "MAP@R": r1 / 2, "RP": r1 / 2 + 0.01,
+            **extra}
+
+
+def test_selected_epoch_is_the_first_best_test_r1(tmp_path):
+    run = Run(fake_run(tmp_path / "a", [scores(0.5), scores(0.7), scores(0.7), scores(0.6)]))
+    assert run.selection == "test" and run.selected["epoch"] == 1
+    assert (run.method, run.network, run.teacher) == ("Relaxed_Contra", "bn_inception-512", "bn_inception-512")
+
+
+def test_selected_epoch_with_validation_classes_ignores_test_scores(tmp_path):
+    records = [{"val/R@1": 0.3, **scores(0.5)}, {"val/R@1": 0.2}, {"val/R@1": 0.4, **scores(0.45)},
+               {"val/R@1": 0.35}]
+    run = Run(fake_run(tmp_path / "a", records))
+    assert run.selection == "val" and run.selected["epoch"] == 2 and run.selected["R@1"] == 0.45
+
+
+def test_partial_last_line_is_tolerated_damage_elsewhere_is_not(tmp_path):
+    folder = fake_run(tmp_path / "a", [scores(0.5), scores(0.6)])
+    path = os.path.join(folder, "metrics.jsonl")
+    with open(path, "a") as f:
+        f.write('{"epoch": 2, "R@1"')          # a write interrupted by a crash
+    assert len(Run(folder).epochs) == 2
+    lines = open(path).read().splitlines()
+    with open(path, "w") as f:
+        f.write("\n".join([lines[0], "garbage", lines[1]]) + "\n")
+    with pytest.raises(UserError, match="line 2"):
+        Run(folder)
+
+
+def test_roles_of_runs(tmp_path):
+    source = Run(fake_run(tmp_path / "s", [scores(0.6)], loss="Proxy_Anchor", source_ckpt=None))
+    os.remove(os.path.join(source.dir, "args.json"))
+    with open(os.path.join(source.dir, "args.json"), "w") as f:
+        json.dump({"model": "bn_inception", "embedding_size": 512, "dataset": "cub", "loss": "Proxy_Anchor"}, f)
+    source = Run(source.dir)
+    baseline = Run(fake_run(tmp_path / "b", [scores(0.5)], loss="Proxy_Anchor"))
+    assert source.is_source and source.method == "source (Proxy_Anchor)" and source.teacher is None
+    assert not baseline.is_source and baseline.method == "Proxy_Anchor (no source)" and baseline.teacher is None
+
+
+def test_setting_names_and_paper_values():
+    assert setting_name("bn_inception-512", "bn_inception-512") == "self-transfer"
+    assert setting_name("bn_inception-512", "bn_inception-64") == "dimensionality reduction"
+    assert setting_name("resnet50-512", "resnet18-128") == "compression"
+    assert paper_value("resnet50-512", "resnet18-128", "SOP", "Relaxed_Contra") == 78.4
+    assert paper_value("resnet50-512", "resnet18-64", "SOP", "Relaxed_Contra") is None   # not the paper's
+    assert paper_value("bn_inception-512", "bn_inception-64", "cars", "RKD") is None       # not recorded
+
+
+@pytest.fixture
+def paper_like(tmp_path):
+    """Self-transfer on CUB: two seeds of Relaxed_Contra, one RKD, a no-source baseline and the source;
+    plus dimensionality reduction on SOP."""
+    fake_run(tmp_path / "rc0", [scores(0.70), scores(0.72)])
+    fake_run(tmp_path / "rc1", [scores(0.74)], seed=1)
+    fake_run(tmp_path / "rkd", [scores(0.65)], loss="RKD")
+    fake_run(tmp_path / "pa", [scores(0.60)], loss="Proxy_Anchor")
+    src = tmp_path / "src"
+    os.makedirs(src)
+    with open(src / "args.json", "w") as f:
+        json.dump({"model": "bn_inception", "embedding_size": 512, "dataset": "cub", "loss": "Proxy_Anchor"}, f)
+    with open(src / "metrics.jsonl", "w") as f:
+        f.write(json.dumps({"epoch": 0, "loss": 1, **scores(0.68)}) + "\n")
+    sop = {"R@1": 0.75, "R@10": 0.88, "R@100": 0.95, "R@1000": 0.98, "MAP@R": 0.4, "RP": 0.45}
+    fake_run(tmp_path / "sop", [sop], dataset="SOP", embedding_size=64)
+    return tmp_path
+
+
+def test_markdown_table_in_the_papers_layout(paper_like):
+    text = markdown(find_runs([str(paper_like)]), title="T")
+    lines = text.splitlines()
+    self_t = lines.index("### self-transfer: bn_inception-512 → bn_inception-512")
+    dim_r = lines.index("### dimensionality reduction: bn_inception-512 → bn_inception-64")
+    assert self_t < dim_r
+    assert lines[self_t + 2] == ("| method | cub R@1 | cub R@2 | cub R@4 | cub MAP@R | cub paper R@1 | cub Δ R@1 |")
+    rows = lines[self_t + 4:self_t + 8]
+    assert rows[0] == "| source (Proxy_Anchor) | 68.0 | 73.0 | 78.0 | 34.0 | – | – |"
+    assert rows[1] == "| Proxy_Anchor (no source) | 60.0 | 65.0 | 70.0 | 30.0 | – | – |"
+    # Two seeds: mean and (sample) standard deviation, and the difference of the mean to the paper.
+    assert rows[2] == "| Relaxed_Contra | 73.0 ± 1.4 | 78.0 ± 1.4 | 83.0 ± 1.4 | 36.5 ± 0.7 | 72.1 | +0.9 |"
+    assert rows[3] == "| RKD | 65.0 | 70.0 | 75.0 | 32.5 | – | – |"
+    # The CUB source taught a 512-d network, so it is listed beside every setting it is the source of.
+    # Columns in the paper's order; its CUB number is shown although we have no such run.
+    assert lines[dim_r + 2].startswith("| method | cub R@1 | cub R@2 | cub R@4 | cub MAP@R | cub paper R@1 | "
+                                       "cub Δ R@1 | SOP R@1 | SOP R@10 |")
+    assert lines[dim_r + 5] == ("| Relaxed_Contra | – | – | – | – | 67.4 | – "
+                                "| 75.0 | 88.0 | 95.0 | 40.0 | 76.3 | -1.3 |")
+    assert "best R@1 on the test split" in lines[-1]
+
+
+def test_csv_has_one_row_per_run(paper_like):
+    rows = csv_rows(find_runs([str(paper_like)]))
+    assert len(rows) == 6
+    rc = sorted((r for r in rows if r["method"] == "Relaxed_Contra" and r["dataset"] == "cub"),
+                key=lambda r: r["R@1"])
+    assert [(r["epoch"], r["R@1"], r["diff_R@1"]) for r in rc] == [(1, 72.0, -0.1), (0, 74.0, 1.9)]
+    assert all(r["setting"] == "self-transfer" for r in rc)
+    roles = {r["method"]: r["setting"] for r in rows}
+    assert roles["source (Proxy_Anchor)"] == "source" and roles["Proxy_Anchor (no source)"] == "no source"
+
+
+def test_baseline_joins_the_group_of_its_network_only(tmp_path):
+    fake_run(tmp_path / "a", [scores(0.5)], embedding_size=64)
+    fake_run(tmp_path / "b", [scores(0.4)], embedding_size=64, loss="Proxy_Anchor")
+    fake_run(tmp_path / "c", [scores(0.3)], embedding_size=128, loss="Proxy_Anchor")
+    groups = {(t, n): sorted(m for m, _ in cells) for t, n, cells in group_runs(find_runs([str(tmp_path)]))}
+    assert groups == {("bn_inception-512", "bn_inception-64"): ["Proxy_Anchor (no source)", "Relaxed_Contra"],
+                      (None, "bn_inception-128"): ["Proxy_Anchor (no source)"]}
+
+
+def test_no_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no runs under"):
+        find_runs([str(tmp_path)])
+    with pytest.raises(UserError, match="not a folder"):
+        find_runs([str(tmp_path / "missing")])
+
+
+def test_scripts_write_table_csv_and_figures(paper_like, tmp_path):
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "results_table.py"), str(paper_like),
+                    "--markdown", str(out / "t.md"), "--csv", str(out / "t.csv"), "--figure", str(out / "t.png")],
+                   check=True, capture_output=True)
+    assert (out / "t.md").read_text() == markdown(find_runs([str(paper_like)]))
+    with open(out / "t.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "plot_runs.py"), str(paper_like),
+                    "--out", str(out / "curves.png")], check=True, capture_output=True)
+    for name in ("t.png", "curves.png"):
+        with PIL.Image.open(out / name) as im:
+            assert im.width > 500 and len(im.convert("L").getcolors(1 << 16)) > 10   # drawn, not blank
+
+
+def test_script_error_is_one_line(tmp_path):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "results_table.py"), str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("error: no runs under") and "Traceback" not in p.stderr
+
+
+def test_runs_without_a_finished_epoch_are_reported(tmp_path):
+    fake_run(tmp_path / "a", [])
+    for script in ("results_table.py", "plot_runs.py"):
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), str(tmp_path)],
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and "finished an epoch" in p.stderr, script
