@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: venv test demo noto-font check-reference bench-recall clean-venv
+.PHONY: venv test demo mini-reproduction noto-font check-reference bench-recall clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ venv: $(STAMP)
 # The CPU demo on the emoji data set (README, "Quick start").
 demo: venv noto-font
 	$(PYTHON) scripts/demo.py
+
+# All eight methods in the paper's three settings at demo scale (README, "Mini reproduction").
+mini-reproduction: venv noto-font
+	PYTHON=$(PYTHON) bash scripts/mini_reproduction.sh
 
 # Google's emoji font adds a third vendor to the demo data. Installed only where that is harmless
 # (root with apt-get, e.g. a container or CI); elsewhere the demo uses the two PyPI vendors.

@@ -85,7 +85,8 @@ def markdown(runs, title=None):
             rule += ["---:"] * len(cols)
         out += ["| " + " | ".join(head) + " |", "|" + "|".join(rule) + "|"]
         for m in methods:
-            row = [m]
+            n = max(len(rs) for (method, _), rs in cells.items() if method == m)
+            row = [m if n == 1 else f"{m} ({n} runs)"]
             for d in datasets:
                 rs = cells.get((m, d), [])
                 row += [_fmt(summarise(rs, k)) if rs else "–" for k in table_ks(d) + ["MAP@R"]]

@@ -13,8 +13,10 @@
 # number of epochs, and the best epoch is picked by R@1 on the test classes (the paper's protocol).
 # Writes misc/mini_reproduction.{md,csv,png}. Rerunning skips finished runs and resumes an
 # interrupted one. Settings through the environment:
-#   EPOCHS (3), SOURCE_EPOCHS (10), METHODS (all eight), OUT (logs/mini_reproduction), MISC (misc),
-#   DATA_DIR (data), DATASET (emoji), CROP (32), WORKERS (1), PYTHON (python).
+#   EPOCHS (3), SOURCE_EPOCHS (10), METHODS (all eight), SETTINGS (self_transfer dim_reduction
+#   compression), SEEDS (0; more seeds of the targets are averaged in the table, e.g. SEEDS="0 1 2"),
+#   OUT (logs/mini_reproduction), MISC (misc), DATA_DIR (data), DATASET (emoji), CROP (32),
+#   WORKERS (1), PYTHON (python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -26,8 +28,10 @@ MISC=${MISC:-misc}
 DATA_DIR=${DATA_DIR:-data}
 DATASET=${DATASET:-emoji}
 CROP=${CROP:-32}
+SETTINGS=${SETTINGS:-self_transfer dim_reduction compression}
+SEEDS=${SEEDS:-0}
 COMMON=(--dataset "$DATASET" --DATA_DIR "$DATA_DIR" --random-init --crop-size "$CROP" --bn-freeze 0
-        --warm 0 --lr 3e-4 --batch-size 90 --workers "${WORKERS:-1}" --seed 0 --wandb disabled)
+        --warm 0 --lr 3e-4 --batch-size 90 --workers "${WORKERS:-1}" --wandb disabled)
 SOURCE_DIR=$OUT/pretrained_source
 SOURCE=$SOURCE_DIR/resnet_narrow/${DATASET}_resnet_narrow_512dim_Proxy_Anchor_ckpt.pth
 
@@ -43,21 +47,34 @@ run() {
     touch "$dir/FINISHED"
 }
 
+# setting: target network and embedding size (the source is resnet_narrow-512 throughout).
+declare -A TARGET=([self_transfer]="resnet_narrow 512" [dim_reduction]="resnet_narrow 64"
+                   [compression]="resnet_tiny 128")
+for name in $SETTINGS; do
+    if [ -z "${TARGET[$name]:-}" ]; then
+        echo "error: unknown setting '$name' in SETTINGS; valid: self_transfer dim_reduction compression" >&2
+        exit 2
+    fi
+done
+
 start=$(date +%s)
 if [ "$DATASET" = emoji ]; then "$PY" scripts/prepare_emoji.py --data-dir "$DATA_DIR"; fi
 
 run "$OUT/source" code/train_source.py --model resnet_narrow --embedding-size 512 \
-    --epochs "$SOURCE_EPOCHS" --save-dir "$SOURCE_DIR"
+    --epochs "$SOURCE_EPOCHS" --save-dir "$SOURCE_DIR" --seed 0
 
-for setting in self_transfer:resnet_narrow:512 dim_reduction:resnet_narrow:64 compression:resnet_tiny:128; do
-    IFS=: read -r name model dim <<< "$setting"
-    for loss in $METHODS; do
-        run "$OUT/$name/$loss" code/train_target.py --loss "$loss" --model "$model" --embedding-size "$dim" \
-            --epochs "$EPOCHS" --IPC 3 --view 2 --source-ckpt "$SOURCE" \
-            --source-model resnet_narrow --source-embedding-size 512
+for name in $SETTINGS; do
+    read -r model dim <<< "${TARGET[$name]}"
+    for seed in $SEEDS; do
+        suffix=$([ "$seed" = 0 ] || echo "_seed$seed")
+        for loss in $METHODS; do
+            run "$OUT/$name/$loss$suffix" code/train_target.py --loss "$loss" --model "$model" \
+                --embedding-size "$dim" --epochs "$EPOCHS" --IPC 3 --view 2 --seed "$seed" \
+                --source-ckpt "$SOURCE" --source-model resnet_narrow --source-embedding-size 512
+        done
+        run "$OUT/$name/Proxy_Anchor$suffix" code/train_target.py --loss Proxy_Anchor --model "$model" \
+            --embedding-size "$dim" --epochs "$EPOCHS" --IPC 0 --view 1 --seed "$seed"
     done
-    run "$OUT/$name/Proxy_Anchor" code/train_target.py --loss Proxy_Anchor --model "$model" \
-        --embedding-size "$dim" --epochs "$EPOCHS" --IPC 0 --view 1
 done
 
 mkdir -p "$MISC"

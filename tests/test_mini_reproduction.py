@@ -33,3 +33,11 @@ def test_mini_reproduction_runs_resumes_and_tabulates(tiny_cub, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("== done already") == 10 and "epoch 0:" not in second.stdout
     assert (tmp_path / "misc" / "mini_reproduction.md").read_text() == table
+
+
+def test_unknown_setting_is_refused_before_any_training(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "SETTINGS": "self_transfer compresion", "OUT": str(tmp_path)}
+    p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "mini_reproduction.sh")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "unknown setting 'compresion'" in p.stderr
+    assert not os.listdir(tmp_path)

@@ -110,7 +110,7 @@ def test_markdown_table_in_the_papers_layout(paper_like):
     assert rows[0] == "| source (Proxy_Anchor) | 68.0 | 73.0 | 78.0 | 34.0 | – | – |"
     assert rows[1] == "| Proxy_Anchor (no source) | 60.0 | 65.0 | 70.0 | 30.0 | – | – |"
     # Two seeds: mean and (sample) standard deviation, and the difference of the mean to the paper.
-    assert rows[2] == "| Relaxed_Contra | 73.0 ± 1.4 | 78.0 ± 1.4 | 83.0 ± 1.4 | 36.5 ± 0.7 | 72.1 | +0.9 |"
+    assert rows[2] == "| Relaxed_Contra (2 runs) | 73.0 ± 1.4 | 78.0 ± 1.4 | 83.0 ± 1.4 | 36.5 ± 0.7 | 72.1 | +0.9 |"
     assert rows[3] == "| RKD | 65.0 | 70.0 | 75.0 | 32.5 | – | – |"
     # The CUB source taught a 512-d network, so it is listed beside every setting it is the source of.
     # Columns in the paper's order; its CUB number is shown although we have no such run.
