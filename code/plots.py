@@ -1,5 +1,6 @@
 """Figures (PNG): a run's curves, several runs' curves side by side, and the bar chart of a
 results table. matplotlib's Figure objects draw without pyplot, so no display or backend is needed."""
+import itertools
 import os
 
 from matplotlib import colormaps
@@ -8,7 +9,7 @@ from matplotlib.ticker import MaxNLocator
 
 from runs import VAL, Run
 from storage import save_file
-from tables import _method_order, dataset_order, group_runs, setting_name, summarise
+from tables import _method_order, base_method, dataset_order, group_runs, setting_name, summarise
 
 
 def _save(fig, path):
@@ -78,15 +79,18 @@ def plot_runs(runs, out, title="runs compared"):
 
 def plot_bars(runs, out, title="R@1 by method and setting"):
     """The results table as bars: one panel per dataset, one group per setting, one bar per method
-    (the source and the no-source baseline in grey)."""
+    (the source and the no-source baselines in greys)."""
     groups = group_runs(runs)
     datasets = sorted({d for _, _, cells in groups for _, d in cells}, key=dataset_order)
     methods = sorted({m for _, _, cells in groups for m, _ in cells}, key=_method_order)
     fig = Figure(figsize=(max(8, 2.2 * len(groups) + 3), 3.8 * len(datasets)))
     axes = fig.subplots(len(datasets), 1, squeeze=False)
     width = 0.8 / len(methods)
-    colors = {m: ("0.25" if m.startswith("source") else "0.65" if m.endswith("(no source)")
-                  else colormaps["tab10"](i % 10)) for i, m in enumerate(methods)}
+    colors, greys = {}, {"source": itertools.cycle(["0.25", "0.4", "0.1"]),
+                         "baseline": itertools.cycle(["0.65", "0.8", "0.5"])}
+    for i, m in enumerate(methods):
+        role = "source" if m.startswith("source") else "baseline" if base_method(m).endswith("(no source)") else None
+        colors[m] = next(greys[role]) if role else colormaps["tab10"](i % 10)
     for ax, dataset in zip(axes[:, 0], datasets):
         for g, (teacher, network, cells) in enumerate(groups):
             for i, m in enumerate(methods):
@@ -96,10 +100,11 @@ def plot_bars(runs, out, title="R@1 by method and setting"):
                 x = g - 0.4 + (i + 0.5) * width
                 ax.bar(x, s[0], width, yerr=s[1], color=colors[m], label=m if g == 0 or m not in
                        ax.get_legend_handles_labels()[1] else None)
-                ax.text(x, s[0], f"{s[0]:.1f}", ha="center", va="bottom", fontsize=6, rotation=90)
+                ax.text(x, s[0] + (s[1] or 0), f"{s[0]:.1f}", ha="center", va="bottom", fontsize=6, rotation=90)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([f"{setting_name(t, n)}\n{t + ' → ' if t else ''}{n}" for t, n, _ in groups], fontsize=8)
-        ax.set(ylabel="R@1 (%)", title=f"{dataset}")
+        ax.set_ylabel(f"{dataset}: R@1 (%)")
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.1)  # room for the value labels above the tallest bar
         ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(title)
     return _save(fig, out)

@@ -1,12 +1,18 @@
 """Results tables in the paper's layout: one table per setting (source -> target network), methods
 as rows, datasets as column groups (R@1/2/4, or R@1/10/100 on SOP, and MAP@R), the paper's R@1
 and our difference to it where the paper reports one. Runs that share setting, method and dataset
-(e.g. several seeds) are averaged, with their standard deviation."""
+and configuration (e.g. several seeds) are averaged, with their standard deviation; runs of a
+method that differ in other arguments are rows of their own, labelled by those arguments."""
+import re
 import statistics
 
 from paper_results import paper_value, setting_name
 
 SOURCE_ROW = "source"
+# Arguments that leave what a run learns unchanged (where it ran, logged, resumed from), or that
+# tell repeats of one configuration apart (the seed, the source checkpoint's file).
+NOT_CONFIG = {"seed", "LOG_DIR", "resume", "workers", "gpu_id", "wandb", "save", "DATA_DIR", "save_dir",
+              "source_ckpt"}
 
 
 def table_ks(dataset):
@@ -19,19 +25,47 @@ def dataset_order(dataset):
     return (paper.index(dataset), "") if dataset in paper else (len(paper), dataset)
 
 
-def _method_order(method):
+def base_method(label):
+    """The method of a row label: 'Proxy_Anchor (no source) [epochs=13]' -> 'Proxy_Anchor (no source)'."""
+    return label.split(" [", 1)[0]
+
+
+def _natural(text):
+    return [float(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+(?:\.\d+)?)", text))]
+
+
+def _method_order(label):
     from losses import LOSSES
-    names = list(LOSSES)
+    names, method = list(LOSSES), base_method(label)
     if method.startswith(SOURCE_ROW):
-        return (0, method)
-    if method.endswith("(no source)"):
-        return (1, method)
-    return (2, names.index(method) if method in names else len(names), method)
+        rank = (0, 0)
+    elif method.endswith("(no source)"):
+        rank = (1, 0)
+    else:
+        rank = (2, names.index(method) if method in names else len(names))
+    return rank + (method, _natural(label))
+
+
+def method_labels(runs):
+    """{run folder: row label}: the run's method, and where runs of the same method, networks and
+    dataset differ in more than NOT_CONFIG, the arguments they differ in ('RKD [lr=0.0003]'), so
+    that only repeats of one configuration are averaged."""
+    cells = {}
+    for r in runs:
+        cells.setdefault((r.method, r.teacher, r.network, r.args.get("dataset")), []).append(r)
+    labels = {}
+    for (method, *_), rs in cells.items():
+        configs = [{k: v for k, v in r.args.items() if k not in NOT_CONFIG} for r in rs]
+        differ = sorted(k for k in set().union(*configs) if len({repr(c.get(k)) for c in configs}) > 1)
+        for r, c in zip(rs, configs):
+            labels[r.dir] = method + (f" [{', '.join(f'{k}={c.get(k)}' for k in differ)}]" if differ else "")
+    return labels
 
 
 def group_runs(runs):
     """[(teacher, network, {(method, dataset): [runs]})]. Runs without a source join every group
     of their network (they are its baseline); a source run joins the groups it taught."""
+    labels = method_labels([r for r in runs if r.selected is not None])
     targets = [r for r in runs if not r.is_source and r.selected is not None]
     groups = {}
     for r in targets:
@@ -43,10 +77,10 @@ def group_runs(runs):
     for (teacher, network), cells in groups.items():
         for r in targets:
             if r.network == network and r.teacher in (teacher, None):
-                cells.setdefault((r.method, r.args["dataset"]), []).append(r)
+                cells.setdefault((labels[r.dir], r.args["dataset"]), []).append(r)
         for r in runs:
             if r.is_source and r.selected is not None and r.network == teacher:
-                cells.setdefault((r.method, r.args["dataset"]), []).append(r)
+                cells.setdefault((labels[r.dir], r.args["dataset"]), []).append(r)
     order = {"self-transfer": 0, "dimensionality reduction": 1, "compression": 2}
     return sorted(((t, n, c) for (t, n), c in groups.items()),
                   key=lambda g: (order.get(setting_name(g[0], g[1]), 3), g[0] or "", g[1]))
@@ -74,7 +108,8 @@ def markdown(runs, title=None):
     for teacher, network, cells in group_runs(runs):
         datasets = sorted({d for _, d in cells}, key=dataset_order)
         methods = sorted({m for m, _ in cells}, key=_method_order)
-        papers = {d: any(paper_value(teacher, network, d, m) is not None for m in methods) for d in datasets}
+        papers = {d: any(paper_value(teacher, network, d, base_method(m)) is not None for m in methods)
+                  for d in datasets}
         out.append(f"### {setting_name(teacher, network)}: "
                    + (f"{teacher} → {network}" if teacher else network))
         out.append("")
@@ -91,7 +126,7 @@ def markdown(runs, title=None):
                 rs = cells.get((m, d), [])
                 row += [_fmt(summarise(rs, k)) if rs else "–" for k in table_ks(d) + ["MAP@R"]]
                 if papers[d]:
-                    paper, ours = paper_value(teacher, network, d, m), summarise(rs, "R@1") if rs else None
+                    paper, ours = paper_value(teacher, network, d, base_method(m)), summarise(rs, "R@1") if rs else None
                     row += ["–" if paper is None else f"{paper:.1f}",
                             f"{ours[0] - paper:+.1f}" if paper is not None and ours else "–"]
             out.append("| " + " | ".join(row) + " |")
@@ -122,13 +157,13 @@ CSV_FIELDS = ["setting", "source", "target", "method", "dataset", "selection", "
 def csv_rows(runs):
     """One dict per run that finished an epoch (no averaging), values in percent. `setting` is the
     paper's name for a transfer, 'no source' for a target trained alone, 'source' for a source."""
-    rows = []
+    rows, labels = [], method_labels([r for r in runs if r.selected is not None])
     for r in sorted((r for r in runs if r.selected is not None),
-                    key=lambda r: (dataset_order(r.args["dataset"]), _method_order(r.method), r.dir)):
+                    key=lambda r: (dataset_order(r.args["dataset"]), _method_order(labels[r.dir]), r.dir)):
         best, dataset = r.selected, r.args["dataset"]
         paper = paper_value(r.teacher, r.network, dataset, r.method) if r.teacher else None
         row = {"setting": "source" if r.is_source else setting_name(r.teacher, r.network),
-               "source": r.teacher or "", "target": r.network, "method": r.method, "dataset": dataset,
+               "source": r.teacher or "", "target": r.network, "method": labels[r.dir], "dataset": dataset,
                "selection": r.selection, "epoch": best["epoch"], "epochs_run": len(r.epochs), "run": r.dir,
                "paper_R@1": "" if paper is None else paper,
                "diff_R@1": "" if paper is None else round(100 * best["R@1"] - paper, 2)}

@@ -52,7 +52,8 @@ def get_args_parser():
     p.add_argument("--IPC", default=3, type=int, help="images per class in a batch")
     p.add_argument("--bn-freeze", default=1, type=int, help="1: BatchNorm statistics and affine frozen")
     p.add_argument("--warm", default=0, type=int, help="epochs training only the embedding layer (and proxies)")
-    p.add_argument("--target-norm", default=0, type=int, help="1: L2-normalise the target embedding")
+    p.add_argument("--target-norm", default=0, type=int, help="1: L2-normalise the target embedding "
+                   "(advisable with --loss Proxy_Anchor, which learns cosines, as train_source.py does)")
     p.add_argument("--source-norm", default=1, type=int, help="1: L2-normalise the source embedding")
     p.add_argument("--source-ckpt", default="", help="the trained source network ({'model_state_dict': ...})")
     p.add_argument("--view", default=2, type=int, help="augmented views of each image per batch")

@@ -1,6 +1,7 @@
-"""scripts/mini_reproduction.sh end to end on a tiny CUB tree: every setting, the table and figure,
-and a second call that reuses the finished runs."""
+"""scripts/mini_reproduction.sh end to end on a tiny CUB tree: every setting, both baselines, the
+table and figure, and a second call that reuses the finished runs."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -26,12 +27,17 @@ def test_mini_reproduction_runs_resumes_and_tabulates(tiny_cub, tmp_path):
         [("source", "source (Proxy_Anchor)")]
         + [(s, m) for s in ("self-transfer", "dimensionality reduction", "compression")
            for m in ("Relaxed_Contra", "FitNet")]
-        + [("no source", "Proxy_Anchor (no source)")] * 3)
+        + [("no source", f"Proxy_Anchor (no source) [epochs={n}]") for n in (1, 2)] * 3)
+    # The baselines are evaluated as the source is: on L2-normalised embeddings.
+    for r in rows:
+        if r["setting"] == "no source":
+            with open(os.path.join(r["run"], "args.json")) as f:
+                assert json.load(f)["target_norm"] == 1
     assert (tmp_path / "misc" / "mini_reproduction.png").stat().st_size > 10000
     # Finished runs are not trained again; the table is rebuilt from them unchanged.
     second = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("== done already") == 10 and "epoch 0:" not in second.stdout
+    assert second.stdout.count("== done already") == 13 and "epoch 0:" not in second.stdout
     assert (tmp_path / "misc" / "mini_reproduction.md").read_text() == table
 
 

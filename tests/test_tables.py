@@ -141,6 +141,27 @@ def test_baseline_joins_the_group_of_its_network_only(tmp_path):
                       (None, "bn_inception-128"): ["Proxy_Anchor (no source)"]}
 
 
+def test_only_repeats_of_one_configuration_are_averaged(tmp_path):
+    # Seeds, folders and worker counts differ: repeats. The learning rate differs: separate rows.
+    fake_run(tmp_path / "a", [scores(0.50)], lr=1e-4, seed=0, LOG_DIR="x", workers=4)
+    fake_run(tmp_path / "b", [scores(0.54)], lr=1e-4, seed=1, LOG_DIR="y", workers=8)
+    fake_run(tmp_path / "c", [scores(0.60)], lr=3e-4)
+    fake_run(tmp_path / "d", [scores(0.40)], loss="Proxy_Anchor", epochs=13)
+    fake_run(tmp_path / "e", [scores(0.30)], loss="Proxy_Anchor", epochs=3)
+    runs = find_runs([str(tmp_path)])
+    [(_, _, cells)] = group_runs(runs)
+    assert {m: len(rs) for (m, _), rs in cells.items()} == {
+        "Relaxed_Contra [lr=0.0001]": 2, "Relaxed_Contra [lr=0.0003]": 1,
+        "Proxy_Anchor (no source) [epochs=13]": 1, "Proxy_Anchor (no source) [epochs=3]": 1}
+    rows = [line.split(" | ")[:2] for line in markdown(runs).splitlines() if line.startswith("| ") and "R@1" not in line]
+    # Baselines first, variants in numeric order; the paper's value is compared with every variant.
+    assert rows == [["| Proxy_Anchor (no source) [epochs=3]", "30.0"], ["| Proxy_Anchor (no source) [epochs=13]", "40.0"],
+                    ["| Relaxed_Contra [lr=0.0001] (2 runs)", "52.0 ± 2.8"], ["| Relaxed_Contra [lr=0.0003]", "60.0"]]
+    assert "| 72.1 | -12.1 |" in markdown(runs)
+    assert sorted(r["method"] for r in csv_rows(runs))[-3:] == ["Relaxed_Contra [lr=0.0001]"] * 2 + [
+        "Relaxed_Contra [lr=0.0003]"]
+
+
 def test_no_runs_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="no runs under"):
         find_runs([str(tmp_path)])
