@@ -86,11 +86,13 @@ def plot_bars(runs, out, title="R@1 by method and setting"):
     fig = Figure(figsize=(max(8, 2.2 * len(groups) + 3), 3.8 * len(datasets)))
     axes = fig.subplots(len(datasets), 1, squeeze=False)
     width = 0.8 / len(methods)
+    # Greys for the source and the baselines; the transfer methods take tab10's other colours.
+    palette = itertools.cycle([colormaps["tab10"](i) for i in range(10) if i != 7])
     colors, greys = {}, {"source": itertools.cycle(["0.25", "0.4", "0.1"]),
                          "baseline": itertools.cycle(["0.65", "0.8", "0.5"])}
-    for i, m in enumerate(methods):
+    for m in methods:
         role = "source" if m.startswith("source") else "baseline" if base_method(m).endswith("(no source)") else None
-        colors[m] = next(greys[role]) if role else colormaps["tab10"](i % 10)
+        colors[m] = next(greys[role]) if role else next(palette)
     for ax, dataset in zip(axes[:, 0], datasets):
         for g, (teacher, network, cells) in enumerate(groups):
             for i, m in enumerate(methods):

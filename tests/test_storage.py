@@ -29,3 +29,15 @@ def test_text_and_json(tmp_path):
     assert (tmp_path / "sub" / "x.txt").read_text() == "a\n"
     assert (tmp_path / "y.json").read_text() == '{\n  "b": 1\n}\n'
     assert (tmp_path / "z.jsonl").read_text() == '{"c": 2}\n{"c": 3}\n'
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_saved_files_get_the_permissions_of_a_plain_open(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        storage.save_text("a\n", str(tmp_path / "atomic.txt"))
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("a\n")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "atomic.txt").st_mode & 0o777 == os.stat(tmp_path / "plain.txt").st_mode & 0o777
