@@ -1,26 +1,20 @@
 """Files a run produces, written atomically: a crash while saving leaves the previous file intact."""
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 import torch
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    # A uniquely named temporary beside the target, created as open() creates files (mode 0666
+    # less the umask), not like mkstemp (0600), so checkpoints and results can be shared as usual.
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        # mkstemp creates the file private (0600); give it the permissions open() would have, so
-        # checkpoints and results can be shared as usual.
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -80,8 +80,8 @@ def main(args):
         "--source-embedding-size", str(args.source_dim), "--IPC", "3", "--time-budget", str(args.target_seconds)],
         f"target: relaxed contrastive from the source, {args.target_dim}-d")
     pa, t_pa = run(train_target, common(args) + [
-        "--embedding-size", str(args.target_dim), "--loss", "Proxy_Anchor", "--IPC", "0", "--view", "1", "--target-norm", "1",
-        "--time-budget", str(args.target_seconds)], f"target: Proxy-Anchor alone, {args.target_dim}-d")
+        "--embedding-size", str(args.target_dim), "--loss", "Proxy_Anchor", "--IPC", "0", "--view", "1",
+        "--target-norm", "1", "--time-budget", str(args.target_seconds)], f"target: Proxy-Anchor alone, {args.target_dim}-d")
     n_vendors = len(eval_set.all_vendors)
     rows = [("raw pixels (32x32)", "-", 3 * 32 * 32, raw, 0),
             ("source: Proxy-Anchor", "resnet_narrow", args.source_dim, src, t_src),
