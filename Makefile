@@ -14,11 +14,11 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
-# The CPU demo on the emoji data set (README, "Quick start").
+# The CPU demo on the emoji data set (docs/demo.md).
 demo: venv noto-font
 	$(PYTHON) scripts/demo.py
 
-# All eight methods in the paper's three settings at demo scale (README, "Mini reproduction").
+# All eight methods in the paper's three settings at demo scale (docs/mini_reproduction.md).
 mini-reproduction: venv noto-font
 	PYTHON=$(PYTHON) bash scripts/mini_reproduction.sh
 

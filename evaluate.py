@@ -4,9 +4,11 @@ dataset; optionally save the embeddings (--save-embeddings) or a picture of retr
     python evaluate.py --gpu-id 0 --dataset cub --model bn_inception --embedding-size 512 \
         --ckpt pretrained_source/bn_inception/cub_bn_inception_512dim_Proxy_Anchor_ckpt.pth
 
-Checkpoints written by this project remember their network, embedding size and L2 norm, so
---model/--embedding-size/--l2-norm are only needed for other files (e.g. the released ones,
-which are BN-Inception or ResNet-50, 512-d, L2-normalised: the defaults).
+The authors' flags and defaults (../shared/paper/reference-flags.md). Checkpoints written by this
+project remember their network, embedding size and L2 norm, and are evaluated so unless a flag says
+otherwise. Other files (the released sources, targets trained with the authors' code) get the
+authors' defaults: bn_inception, 512-d, --target-norm 0 (no L2 norm; the released Proxy-Anchor
+sources were trained normalised: pass --target-norm 1 to score them as their training did).
 """
 import argparse
 import os
@@ -27,12 +29,13 @@ from runtime import run_cli  # noqa: E402
 from storage import save_npz  # noqa: E402
 
 
-FALLBACK = {"model": "bn_inception", "embedding_size": 512, "l2_norm": 1}
+# The authors' defaults, for checkpoints that do not record their network.
+FALLBACK = {"model": "bn_inception", "embedding_size": 512, "target_norm": 0}
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description="Recall@K of a saved embedding network.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     p.add_argument("--ckpt", "--resume", dest="ckpt", required=True,
                    help="checkpoint holding {'model_state_dict': ...}")
     p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
@@ -40,10 +43,15 @@ def get_args_parser():
     p.add_argument("--model", default=None, help=f"{', '.join(MODELS)} (default: from the checkpoint, "
                                                   "else bn_inception)")
     p.add_argument("--embedding-size", default=None, type=int, help="default: from the checkpoint, else 512")
-    p.add_argument("--l2-norm", default=None, type=int, help="default: from the checkpoint, else 1")
-    p.add_argument("--batch-size", default=120, type=int)
-    p.add_argument("--gpu-id", default=0, type=int)
-    p.add_argument("--workers", default=4, type=int)
+    p.add_argument("--target-norm", "--l2-norm", dest="target_norm", default=None, type=int,
+                   help="1: L2-normalise the embedding (default: from the checkpoint, else 0)")
+    p.add_argument("--source-norm", default=1, type=int,
+                   help="accepted for the authors' command lines; unused by their evaluation and ours")
+    p.add_argument("--bn-freeze", default=1, type=int,
+                   help="accepted for the authors' command lines (evaluation runs BatchNorm in eval mode anyway)")
+    p.add_argument("--batch-size", default=150, type=int)
+    p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; -1: all visible GPUs (one process each)")
+    p.add_argument("--workers", default=20, type=int)
     p.add_argument("--crop-size", default=224, type=int)
     p.add_argument("--save-embeddings", default="", metavar="FILE.npz",
                    help="also save the embeddings, labels and image paths of the evaluation split")
@@ -73,14 +81,15 @@ def main(args):
     saved = read_weight_file(args.ckpt)
     saved = saved if isinstance(saved, dict) else {}
     # Explicit flags win; then what the checkpoint recorded; then the reference's defaults.
-    for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("l2_norm", "l2_norm")):
+    for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("target_norm", "l2_norm")):
         if getattr(args, flag) is None:
             setattr(args, flag, saved.get(key, FALLBACK[flag]))
     if args.visualize < 0 or args.visualize_k < 1:
         raise UserError(f"--visualize {args.visualize} --visualize-k {args.visualize_k}: give a number of "
                         "queries >= 0 and of neighbours >= 1.")
     device = distributed.init(args.gpu_id)
-    model = build_model(args.model, args.embedding_size, pretrained=False, l2_norm=bool(args.l2_norm))
+    model = build_model(args.model, args.embedding_size, pretrained=False, l2_norm=bool(args.target_norm),
+                        bn_freeze=bool(args.bn_freeze))
     load_checkpoint_weights(model, args.ckpt)
     model.to(device)
     tf = build_transform(args.model, train=False, crop_size=args.crop_size)
@@ -95,7 +104,7 @@ def main(args):
     if args.visualize and distributed.is_main():
         visualize(args, X, T, eval_set)
     print(f"{args.dataset} eval split, {len(eval_set)} images, {args.model}-{args.embedding_size}"
-          f"{' (L2-normalised)' if args.l2_norm else ''} from {args.ckpt}")
+          f"{' (L2-normalised)' if args.target_norm else ''} from {args.ckpt}")
     for k, v in recalls.items():
         print(f"{k}: {100 * v:.2f}")
     return recalls

@@ -79,7 +79,8 @@ def measure(train_loader, workers, batches):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     ap.add_argument("--DATA_DIR", default="./data")
     ap.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji (synthetic CUB when absent)")
     ap.add_argument("--synthetic", action="store_true", help="use the synthetic CUB tree even if the data exist")

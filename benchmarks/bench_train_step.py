@@ -149,7 +149,8 @@ def parse_list(text, valid, what):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     ap.add_argument("--batch-size", type=int, default=90, help="images per batch (each in --views views)")
     ap.add_argument("--views", type=int, default=2)
     ap.add_argument("--size", type=int, default=224, help="image side in pixels")

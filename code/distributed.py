@@ -8,6 +8,9 @@ With DDP averaging gradients over ranks, that gradient is scaled by the world si
 weights move exactly as in one process. Without torchrun every function here is a no-op.
 """
 import os
+import shlex
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -21,8 +24,12 @@ def launched_by_torchrun():
 
 def init(gpu_id):
     """This process's device: under torchrun, start the process group (one device per process);
-    otherwise the reference's --gpu-id (runtime.select_device)."""
+    with --gpu-id -1 and several GPUs, run this command again under torchrun, one process per GPU
+    (the authors' DataParallel, done the DDP way), and exit with its status; otherwise the
+    reference's --gpu-id (runtime.select_device)."""
     if not launched_by_torchrun():
+        if gpu_id == -1 and torch.cuda.device_count() > 1:
+            raise SystemExit(relaunch(torch.cuda.device_count()))
         from runtime import select_device
         return select_device(gpu_id)
     if dist.is_initialized():
@@ -39,6 +46,15 @@ def init(gpu_id):
     if not is_main():
         _silence_print()
     return current_device()
+
+
+def relaunch(nproc, script=None, argv=None):
+    """Run `script argv` (default: this process's command line) under torchrun with `nproc`
+    processes on this machine; returns their exit status."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           script or sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    print(f"--gpu-id -1: {nproc} processes, one per GPU: {shlex.join(cmd[1:])}", flush=True)
+    return subprocess.call(cmd)
 
 
 def _silence_print():
@@ -112,6 +128,15 @@ def sync_loss_grads(module, gathered):
         else:
             dist.all_reduce(p.grad)     # a sum: gloo has no average
             p.grad.div_(world_size())
+
+
+def from_main(obj):
+    """Rank 0's value of `obj` on every rank (e.g. the run folder that rank 0 chose)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def any_rank(flag):

@@ -7,7 +7,7 @@ import torch
 from tqdm import tqdm
 
 import distributed
-from dataset import BalancedBatchSampler, RankBatchSampler, build_dataset, build_transform
+from dataset import BalancedBatchSampler, RankBatchSampler, build_dataset, build_transform, check_images
 from errors import UserError
 from metrics import map_at_r, recall_at_k
 from runlog import WANDB_MODES
@@ -110,6 +110,8 @@ def build_loaders(args, model_name, views, seed):
     train_set = build_dataset(args.dataset, args.DATA_DIR, "train",
                               build_transform(model_name, True, views=views, **opts))
     eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", eval_tf)
+    for split in (train_set, eval_set):   # a broken image fails now, not after an epoch of training
+        check_images(split.im_paths, f"{args.dataset} {split.mode}", workers=max(args.workers, 4))
     val_set = None
     if args.val_classes:
         train_set, val_set = hold_out_classes(train_set, args.val_classes, eval_tf)
@@ -148,30 +150,37 @@ def loader_generators(train_loader, crd=None):
     return {"sampler": order, "augment": outer.generator, "crd": crd}
 
 
-def build_optimizer(name, param_groups, lr, weight_decay):
-    """The reference's optimizers (train_target's settings, `adam` with eps=1 included, sic)."""
+def build_optimizer(name, param_groups, lr, weight_decay, adam_eps=1.0):
+    """The authors' optimizers. adam_eps: train_target's `adam` has eps=1 (sic), train_source's
+    Adam's default 1e-8."""
     if name == "adamw":
         return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
     if name == "adam":
-        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay, eps=1)
+        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay, eps=adam_eps)
     if name == "rmsprop":
         return torch.optim.RMSprop(param_groups, lr=lr, alpha=0.9, weight_decay=weight_decay, momentum=0.9)
     raise UserError(f"unknown --optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
 class Warmup:
-    """During warm-up epochs only the network's embedding layer learns (the losses' own
-    parameters, e.g. proxies, always do); parameters frozen for other reasons stay frozen."""
+    """The authors' warm-up (--warm W > 0): before epoch W only the network's embedding layer
+    learns (the losses' own parameters, e.g. proxies, always do); from epoch W every parameter
+    learns, BatchNorm's affine parameters included even under --bn-freeze 1 (their recipe, which
+    trained the released sources; the statistics stay frozen, those layers staying in eval mode).
+    Build it before DDP wraps the model: DDP only synchronises parameters that require gradients
+    when it is built."""
 
-    def __init__(self, model):
-        self.trunk = [p for n, p in model.named_parameters()
-                      if p.requires_grad and not n.startswith("model.embedding.")]
+    def __init__(self, model, epochs):
+        self.epochs = epochs
+        self.trunk = [p for n, p in model.trainable_parameters() if not n.startswith("model.embedding.")]
+        self.set(epochs)
 
-    def set(self, warm):
-        for p in self.trunk:
-            p.requires_grad_(not warm)
+    def set(self, epoch):
+        if self.epochs > 0:
+            for p in self.trunk:
+                p.requires_grad_(epoch >= self.epochs)
 
 
 def train_one_epoch(compute_loss, loader, optimizer, epoch, clip_value=None, deadline=None, after_backward=None,
@@ -276,7 +285,7 @@ def score_epoch(model, eval_loader, val_loader, best, device, ks, channels_last=
 
 
 def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-        checkpointer, clip_value=None, after_backward=None, scaler=None, val_loader=None):
+        checkpointer, warmup, clip_value=None, after_backward=None, scaler=None, val_loader=None):
     """The epoch loop of both entry points: train, step the schedule, evaluate, call
     on_best(epoch, scores) whenever the selection score improves, and save the resumable state
     (checkpointer) after every epoch. The selection score is test R@1 (the paper's protocol), or
@@ -287,9 +296,10 @@ def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, de
     """
     ks = recall_ks(args.dataset)
     key = VAL + "R@1" if val_loader is not None else "R@1"
-    warmup, start, best = Warmup(model), 0, None
+    start, best = 0, None
     if args.resume:
         start, best = checkpointer.load(args.resume, args)
+        log.resume_at(start)
         print(f"resumed from {args.resume}: continuing at epoch {start}", flush=True)
     deadline = time.perf_counter() + args.time_budget if args.time_budget > 0 else None
     epoch = start
@@ -298,7 +308,7 @@ def fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, de
             if deadline is not None and distributed.any_rank(time.perf_counter() > deadline):
                 break
             t0 = time.perf_counter()
-            warmup.set(epoch < args.warm)
+            warmup.set(epoch)
             model.train()
             lr = optimizer.param_groups[0]["lr"]
             loss, stopped = train_one_epoch(compute_loss, train_loader, optimizer, epoch, clip_value=clip_value,

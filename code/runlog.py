@@ -1,10 +1,12 @@
 """What a run records: args.json, metrics.jsonl (one line per epoch), curves.png, the best model
 and its results file in the reference's names, and wandb (optional, never blocking)."""
+import json
 import netrc
 import os
 import sys
 
 import distributed
+import rundir
 from errors import UserError
 from models import weights_record
 from runs import VAL
@@ -66,17 +68,31 @@ def check_writable(folder):
 
 
 class RunLog:
-    """The run folder and everything written into it."""
+    """The run folder and everything written into it. `run_dir` is the authors' folder name; the
+    run writes there, or where rundir.claim sends it (a new folder when that one holds a run, the
+    checkpoint's folder with --resume)."""
 
     def __init__(self, run_dir, args, wandb_project):
-        self.dir, self.wandb, self.plots = run_dir, None, True
+        self.wandb, self.plots, self.lock = None, True, None
         self.main = distributed.is_main()   # under torchrun only rank 0 writes and logs
+        if self.main:
+            check_writable(os.path.dirname(os.path.abspath(run_dir)))
+            run_dir, self.lock = rundir.claim(run_dir, getattr(args, "resume", ""))
+        self.dir = distributed.from_main(run_dir)
         if not self.main:
             return
-        check_writable(run_dir)
-        save_json(vars(args), os.path.join(run_dir, "args.json"))
-        self.metrics_path = os.path.join(run_dir, "metrics.jsonl")
-        self.wandb = start_wandb(args.wandb, wandb_project, run_dir, args)
+        save_json(vars(args), os.path.join(self.dir, "args.json"))
+        self.metrics_path = os.path.join(self.dir, "metrics.jsonl")
+        self.wandb = start_wandb(args.wandb, wandb_project, self.dir, args)
+
+    def resume_at(self, epoch):
+        """Continuing at `epoch`: drop the records of later epochs (written before the interruption
+        but not in the checkpoint), so that the table and plots hold each epoch once."""
+        if not self.main or not os.path.isfile(self.metrics_path):
+            return
+        with open(self.metrics_path) as f:
+            lines = [line for line in f if line.strip() and json.loads(line)["epoch"] < epoch]
+        save_text("".join(lines), self.metrics_path)
 
     def epoch(self, record):
         """record: {'epoch', 'loss', 'lr', 'R@k'..., 'time'}; printed, appended and sent to wandb."""
@@ -107,17 +123,18 @@ class RunLog:
                  "training goes on without it.")
             self.plots = False
 
-    def save_best(self, model, prefix, epoch, recalls):
-        """`{prefix}_best.pth` ({'model_state_dict': ...}, see models.weights_record) and
-        `{prefix}_best_results.txt`, as the reference names them (prefix = '{dataset}_{model}')."""
+    def save_best(self, model, weights_path, epoch, recalls, results_path=None):
+        """The best model as {'model_state_dict': ...} (see models.weights_record) and its results
+        file, under the authors' names; results_path defaults to the weights' name with
+        `_results.txt` for `.pth`."""
         if not self.main:
             return
-        save_torch(weights_record(model), os.path.join(self.dir, f"{prefix}_best.pth"))
+        save_torch(weights_record(model), weights_path)
         lines = [f"Best Epoch: {epoch}"] + [f"Best Recall@{k[2:]}: {100 * v:.4f}" for k, v in recalls.items()
                                             if k.startswith("R@")]
         if VAL + "R@1" in recalls:   # --val-classes: the epoch was chosen without the test split
             lines.append(f"Selected by Recall@1 on the held-out training classes: {100 * recalls[VAL + 'R@1']:.4f}")
-        save_text("\n".join(lines) + "\n", os.path.join(self.dir, f"{prefix}_best_results.txt"))
+        save_text("\n".join(lines) + "\n", results_path or os.path.splitext(weights_path)[0] + "_results.txt")
 
     def finish(self):
         if self.wandb is not None:
@@ -125,4 +142,6 @@ class RunLog:
                 self.wandb.finish()
             except Exception:  # noqa: BLE001
                 pass
+        rundir.release(self.lock)
+        self.lock = None
         sys.stdout.flush()

@@ -15,13 +15,14 @@ def warn(msg):
 
 
 def select_device(gpu_id):
-    """The reference's `--gpu-id N` -> cuda:N; the CPU (after one warning) where CUDA is absent."""
+    """The reference's `--gpu-id N` -> cuda:N (-1: all GPUs, here the only one); the CPU (after one
+    warning) where CUDA is absent."""
     if not torch.cuda.is_available():
-        warn(f"CUDA is not available: running on the CPU (--gpu-id {gpu_id} ignored).")
+        what = "all GPUs" if gpu_id == -1 else f"GPU {gpu_id}"
+        warn(f"--gpu-id {gpu_id} asks for {what}, but CUDA is not available (no GPU or a CPU-only torch): "
+             "running on the CPU, in one process.")
         return torch.device("cpu")
-    if gpu_id == -1:
-        warn("--gpu-id -1 (the reference's nn.DataParallel) is not used here: for several GPUs "
-             "launch with `torchrun --nproc_per_node=N ...`. Running on cuda:0.")
+    if gpu_id == -1:   # all GPUs, and there is one (several relaunch under torchrun: distributed.init)
         gpu_id = 0
     if not 0 <= gpu_id < torch.cuda.device_count():
         raise UserError(f"--gpu-id {gpu_id}: this machine has {torch.cuda.device_count()} CUDA "

@@ -1,12 +1,13 @@
 """Results tables in the paper's layout: one table per setting (source -> target network), methods
-as rows, datasets as column groups (R@1/2/4, or R@1/10/100 on SOP, and MAP@R), the paper's R@1
-and our difference to it where the paper reports one. Runs that share setting, method and dataset
+as rows, datasets as column groups (R@1/2/4, or R@1/10/100 on SOP, and MAP@R), then the paper's
+value and our difference to it at each of those K where the paper reports one (paper_results.py;
+its source row beside our source run). Runs that share setting, method and dataset
 and configuration (e.g. several seeds) are averaged, with their standard deviation; runs of a
 method that differ in other arguments are rows of their own, labelled by those arguments."""
 import re
 import statistics
 
-from paper_results import paper_value, setting_name
+from paper_results import paper_source_value, paper_value, setting_name
 
 SOURCE_ROW = "source"
 # Arguments that leave what a run learns unchanged (where it ran, logged, resumed from), or that
@@ -108,14 +109,15 @@ def markdown(runs, title=None):
     for teacher, network, cells in group_runs(runs):
         datasets = sorted({d for _, d in cells}, key=dataset_order)
         methods = sorted({m for m, _ in cells}, key=_method_order)
-        papers = {d: any(paper_value(teacher, network, d, base_method(m)) is not None for m in methods)
+        papers = {d: [k for k in table_ks(d)
+                      if any(paper_value(teacher, network, d, base_method(m), k) is not None for m in methods)]
                   for d in datasets}
         out.append(f"### {setting_name(teacher, network)}: "
                    + (f"{teacher} → {network}" if teacher else network))
         out.append("")
         head, rule = ["method"], ["---"]
         for d in datasets:
-            cols = table_ks(d) + ["MAP@R"] + (["paper R@1", "Δ R@1"] if papers[d] else [])
+            cols = table_ks(d) + ["MAP@R"] + [c for k in papers[d] for c in (f"paper {k}", f"Δ {k}")]
             head += [f"{d} {c}" for c in cols]
             rule += ["---:"] * len(cols)
         out += ["| " + " | ".join(head) + " |", "|" + "|".join(rule) + "|"]
@@ -125,8 +127,8 @@ def markdown(runs, title=None):
             for d in datasets:
                 rs = cells.get((m, d), [])
                 row += [_fmt(summarise(rs, k)) if rs else "–" for k in table_ks(d) + ["MAP@R"]]
-                if papers[d]:
-                    paper, ours = paper_value(teacher, network, d, base_method(m)), summarise(rs, "R@1") if rs else None
+                for k in papers[d]:
+                    paper, ours = paper_value(teacher, network, d, base_method(m), k), summarise(rs, k) if rs else None
                     row += ["–" if paper is None else f"{paper:.1f}",
                             f"{ours[0] - paper:+.1f}" if paper is not None and ours else "–"]
             out.append("| " + " | ".join(row) + " |")
@@ -150,23 +152,31 @@ def _selection_note(runs):
 
 
 METRICS = ("R@", "MAP@R", "RP")
+PAPER_METRICS = ("R@1", "R@2", "R@4", "R@10", "R@100")   # the K the paper reports (SOP: 1, 10, 100)
 CSV_FIELDS = ["setting", "source", "target", "method", "dataset", "selection", "epoch", "epochs_run",
-              "R@1", "R@2", "R@4", "R@8", "R@10", "R@100", "R@1000", "MAP@R", "RP", "paper_R@1", "diff_R@1", "run"]
+              "R@1", "R@2", "R@4", "R@8", "R@10", "R@100", "R@1000", "MAP@R", "RP",
+              *(f"{p}_{k}" for k in PAPER_METRICS for p in ("paper", "diff")), "run"]
 
 
 def csv_rows(runs):
     """One dict per run that finished an epoch (no averaging), values in percent. `setting` is the
-    paper's name for a transfer, 'no source' for a target trained alone, 'source' for a source."""
+    paper's name for a transfer, 'no source' for a target trained alone, 'source' for a source.
+    paper_R@k / diff_R@k: the paper's value and ours minus it, where the paper reports one (for a
+    source, the paper's source row of the tables with that source network)."""
     rows, labels = [], method_labels([r for r in runs if r.selected is not None])
     for r in sorted((r for r in runs if r.selected is not None),
                     key=lambda r: (dataset_order(r.args["dataset"]), _method_order(labels[r.dir]), r.dir)):
         best, dataset = r.selected, r.args["dataset"]
-        paper = paper_value(r.teacher, r.network, dataset, r.method) if r.teacher else None
         row = {"setting": "source" if r.is_source else setting_name(r.teacher, r.network),
                "source": r.teacher or "", "target": r.network, "method": labels[r.dir], "dataset": dataset,
-               "selection": r.selection, "epoch": best["epoch"], "epochs_run": len(r.epochs), "run": r.dir,
-               "paper_R@1": "" if paper is None else paper,
-               "diff_R@1": "" if paper is None else round(100 * best["R@1"] - paper, 2)}
+               "selection": r.selection, "epoch": best["epoch"], "epochs_run": len(r.epochs), "run": r.dir}
         row.update({k: round(100 * best[k], 2) for k in CSV_FIELDS if k in best and k.startswith(METRICS)})
+        for k in PAPER_METRICS:
+            if r.is_source:
+                paper = paper_source_value(r.network, dataset, r.method, k)
+            else:
+                paper = paper_value(r.teacher, r.network, dataset, r.method, k) if r.teacher else None
+            row[f"paper_{k}"] = "" if paper is None else paper
+            row[f"diff_{k}"] = "" if paper is None or k not in best else round(100 * best[k] - paper, 2)
         rows.append(row)
     return rows

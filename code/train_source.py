@@ -1,11 +1,12 @@
 """Train a source embedding network with Proxy-Anchor (or a metric-learning baseline).
 
-    python code/train_source.py --gpu-id 0 --model bn_inception --embedding-size 512 \
-        --batch-size 180 --lr 1e-4 --dataset cub --warm 1 --bn-freeze 1 --lr-decay-step 10
+    python code/train_source.py --gpu-id 0 --model bn_inception --embedding-size 512 --l2-norm 1 \
+        --batch-size 180 --lr 1e-4 --dataset cub --warm 1 --bn-freeze 1 --lr-decay-step 10 --save 1
 
-Flags and defaults follow the Proxy-Anchor reference (SPEC.md section 4). The best model (by R@1)
-is saved as pretrained_source/{model}/{dataset}_{model}_{dim}dim_{loss}_ckpt.pth, the name of the
-released checkpoints, so code/train_target.py --source-ckpt takes either.
+Flags and defaults are the authors' (../shared/paper/reference-flags.md); scripts/source_*.sh pass
+each released network's recipe. With --save 1 the best model (by R@1) is saved as
+pretrained_source/{model}/{dataset}_{model}_{dim}dim_{loss}_ckpt.pth, the name of the released
+checkpoints, so code/train_target.py --source-ckpt takes either.
 """
 import argparse
 import os
@@ -17,26 +18,33 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
 from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
-                    check_names, describe_splits, fit, grad_scaler, loader_generators, prepare_network)
+                    Warmup, check_names, describe_splits, fit, grad_scaler, loader_generators,
+                    prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
-from models import MODELS, build_model, weights_record  # noqa: E402
+from models import MODELS, build_model  # noqa: E402
 from runlog import RunLog  # noqa: E402
 from runtime import make_deterministic, run_cli, seed_everything  # noqa: E402
-from storage import save_torch  # noqa: E402
 
 
 def get_args_parser():
+    # The authors' flags and defaults (../shared/paper/reference-flags.md); the scripts in
+    # scripts/source_*.sh pass the recipe of each released network explicitly.
     p = argparse.ArgumentParser(description="Train a source embedding network (Proxy-Anchor recipe).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--LOG_DIR", default="./logs", help="folder of the run folders")
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    p.add_argument("--LOG_DIR", default="./pretrained_source",
+                   help="run folders go in LOG_DIR/logs_{dataset}/, the best model in LOG_DIR/{model}/")
+    p.add_argument("--save", default=0, type=int,
+                   help="1: save the best model as LOG_DIR/{model}/{dataset}_{model}_{dim}dim_{loss}_ckpt.pth "
+                        "and its _results.txt (the released checkpoints' names)")
     p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
     p.add_argument("--DATA_DIR", default="./data", help="folder holding the datasets")
     p.add_argument("--embedding-size", default=512, type=int)
-    p.add_argument("--batch-size", default=150, type=int)
+    p.add_argument("--batch-size", default=90, type=int)
     p.add_argument("--epochs", default=60, type=int)
-    p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; the CPU when CUDA is absent")
-    p.add_argument("--workers", default=4, type=int)
+    p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; -1: all visible GPUs (DDP, one process "
+                   "each, as torchrun); the CPU when CUDA is absent")
+    p.add_argument("--workers", default=8, type=int)
     p.add_argument("--model", default="bn_inception", help=", ".join(MODELS))
     p.add_argument("--loss", default="Proxy_Anchor", help=", ".join(SOURCE_LOSSES))
     p.add_argument("--optimizer", default="adamw", help=", ".join(OPTIMIZERS))
@@ -47,13 +55,15 @@ def get_args_parser():
     p.add_argument("--alpha", default=32.0, type=float, help="Proxy-Anchor scale")
     p.add_argument("--mrg", default=0.1, type=float, help="Proxy-Anchor margin")
     p.add_argument("--IPC", default=0, type=int, help="images per class in a batch (0: plain shuffled batches)")
-    p.add_argument("--warm", default=1, type=int, help="epochs training only the embedding layer and proxies")
-    p.add_argument("--bn-freeze", default=1, type=int)
-    p.add_argument("--l2-norm", default=1, type=int, help="1: L2-normalise the embedding")
+    p.add_argument("--warm", default=0, type=int, help="epochs training only the embedding layer and proxies; "
+                   "then every parameter trains (BatchNorm's affine too, as the authors do)")
+    p.add_argument("--bn-freeze", default=0, type=int, help="1: BatchNorm statistics and affine frozen")
+    p.add_argument("--l2-norm", default=0, type=int, help="1: L2-normalise the embedding")
     p.add_argument("--remark", default="")
     # Additions.
-    p.add_argument("--save-dir", default="./pretrained_source", help="where the source checkpoint goes")
+    p.add_argument("--save-dir", default=None, help="where --save puts the best model (default: --LOG_DIR)")
     add_run_arguments(p)
+    p.set_defaults(seed=1)   # the authors seed train_source with 1 (train_target with 0)
     return p
 
 
@@ -65,7 +75,7 @@ def run_dir(args):
 
 
 def checkpoint_path(args):
-    return os.path.join(args.save_dir, args.model,
+    return os.path.join(args.save_dir or args.LOG_DIR, args.model,
                         f"{args.dataset}_{args.model}_{args.embedding_size}dim_{args.loss}_ckpt.pth")
 
 
@@ -80,23 +90,27 @@ def main(args):
     train_set = train_loader.dataset
     model = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
                                         l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)), args, device)
+    warmup = Warmup(model, args.warm)
     runner, model = distributed.wrap(model, device, find_unused=args.warm > 0)
     criterion = build_source_loss(args.loss, train_set.nb_classes(), args.embedding_size,
                                   mrg=args.mrg, alpha=args.alpha).to(device)
     embedding = list(model.model.embedding.parameters())
-    trunk = [p for p in model.parameters() if all(p is not e for e in embedding)]
+    trunk = [p for _, p in model.trainable_parameters() if all(p is not e for e in embedding)]
     groups = [{"params": trunk}, {"params": embedding, "lr": args.lr}]
-    if list(criterion.parameters()):   # proxies: 100x for Proxy-Anchor, 1x for Proxy-NCA (reference)
+    # Proxies: 100x for Proxy-Anchor (the authors'); 1x for Proxy-NCA, whose proxies the authors'
+    # script never gave to the optimizer (our choice: they learn at the base rate).
+    if list(criterion.parameters()):
         groups.append({"params": list(criterion.parameters()),
                        "lr": args.lr * (100 if args.loss == "Proxy_Anchor" else 1)})
-    optimizer = build_optimizer(args.optimizer, groups, args.lr, args.weight_decay)
+    optimizer = build_optimizer(args.optimizer, groups, args.lr, args.weight_decay, adam_eps=1e-8)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay_step, gamma=args.lr_decay_gamma)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Source")
     ckpt = checkpoint_path(args)
     print(f"{describe_splits(train_set, eval_loader, val_loader)}; {args.loss}: {args.model}-{args.embedding_size} "
           f"on {device} x "
           f"{distributed.world_size()}; "
-          f"logs in {log.dir}, best model -> {ckpt}", flush=True)
+          f"logs in {log.dir}" + (f", best model -> {ckpt}" if args.save else " (--save 0: best model not kept)"),
+          flush=True)
 
     amp = AMP_DTYPES[args.amp]
 
@@ -110,18 +124,18 @@ def main(args):
         return distributed.scale_grad(criterion(emb, y), distributed.world_size())
 
     def on_best(epoch, recalls):
-        if distributed.is_main():
-            save_torch(weights_record(model), ckpt)
-        log.save_best(model, f"{args.dataset}_{args.model}", epoch, recalls)
+        if args.save:
+            log.save_best(model, ckpt, epoch, recalls, results_path=ckpt.replace("_ckpt.pth", "_results.txt"))
 
     scaler = grad_scaler(args, device)
     state = {"model": model, "optimizer": optimizer, "lr_scheduler": scheduler, "loss": criterion}
     checkpointer = Checkpointer(log.dir, {**state, **({"scaler": scaler} if scaler else {})},
                                 loader_generators(train_loader))
     best = fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-               checkpointer, clip_value=10, scaler=scaler,
+               checkpointer, warmup, clip_value=10, scaler=scaler,
                after_backward=lambda: distributed.sync_loss_grads(criterion, gathered=True), val_loader=val_loader)
-    print(f"source network saved as {ckpt}")
+    if args.save:
+        print(f"source network saved as {ckpt}")
     return best
 
 

@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
 from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
-                    check_names, describe_splits, fit, grad_scaler, loader_generators, prepare_network)
+                    Warmup, check_names, describe_splits, fit, grad_scaler, loader_generators,
+                    prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from losses import LOSSES  # noqa: E402
@@ -33,12 +34,13 @@ DEFAULT_SOURCE = {"resnet18": "resnet50", "resnet50": "resnet50", "resnet101": "
 
 def get_args_parser():
     p = argparse.ArgumentParser(description="Embedding transfer: train a target network from a source network.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    # The reference's flags.
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    # The authors' flags, with their defaults (SPEC.md section 4, then ../shared/paper/reference-flags.md).
     p.add_argument("--LOG_DIR", default="./logs", help="folder of the run folders")
-    p.add_argument("--save", default=1, type=int, help="1: save the best model and its results file")
-    p.add_argument("--workers", default=4, type=int, help="data-loading processes")
-    p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; the CPU when CUDA is absent")
+    p.add_argument("--save", default=0, type=int, help="1: save the best model and its results file")
+    p.add_argument("--workers", default=8, type=int, help="data-loading processes")
+    p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; -1: all visible GPUs (DDP, one process "
+                   "each, as torchrun); the CPU when CUDA is absent")
     p.add_argument("--DATA_DIR", default="./data", help="folder holding the datasets")
     p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
     p.add_argument("--embedding-size", default=512, type=int, help="target embedding size")
@@ -50,8 +52,10 @@ def get_args_parser():
     p.add_argument("--lr", default=1e-4, type=float)
     p.add_argument("--weight-decay", default=1e-4, type=float)
     p.add_argument("--IPC", default=3, type=int, help="images per class in a batch")
-    p.add_argument("--bn-freeze", default=1, type=int, help="1: BatchNorm statistics and affine frozen")
-    p.add_argument("--warm", default=0, type=int, help="epochs training only the embedding layer (and proxies)")
+    p.add_argument("--bn-freeze", default=0, type=int, help="1: BatchNorm statistics and affine frozen "
+                   "(affine unfrozen again after --warm epochs, as the authors do)")
+    p.add_argument("--warm", default=0, type=int, help="epochs training only the embedding layer (and proxies); "
+                   "then every parameter trains")
     p.add_argument("--target-norm", default=0, type=int, help="1: L2-normalise the target embedding "
                    "(advisable with --loss Proxy_Anchor, which learns cosines, as train_source.py does)")
     p.add_argument("--source-norm", default=1, type=int, help="1: L2-normalise the source embedding")
@@ -108,7 +112,7 @@ def build_objective(args, target, source, train_set, device, runner=None):
     """The training loss; `runner` is what the objective calls to run the target (its DDP wrapper
     under torchrun; default: the target itself)."""
     method_cls = LOSSES[args.loss]
-    pairs = pair_feature_maps(target, source) if source is not None else []
+    pairs = pair_feature_maps(target, source, method_cls) if source is not None else []
     n_slots = len(train_set) * args.view
     available = dict(sigma=args.sigma, delta=args.delta, nb_classes=train_set.nb_classes(),
                      sz_embed=args.embedding_size, mrg=args.mrg, alpha=args.alpha, t_dim=target.feat_dim,
@@ -119,12 +123,13 @@ def build_objective(args, target, source, train_set, device, runner=None):
     slot_labels = torch.as_tensor(train_set.ys, dtype=torch.long).repeat(args.view)
     return TransferObjective(method, runner or target, source, args.view, slot_labels, pairs, proxy_anchor,
                              nce_k=args.nce_k, generator=torch.Generator().manual_seed(args.seed + 2),
-                             amp_dtype=AMP_DTYPES[args.amp], channels_last=args.channels_last).to(device)
+                             amp_dtype=AMP_DTYPES[args.amp], channels_last=args.channels_last,
+                             input_models=(args.model, args.source_model)).to(device)
 
 
 def param_groups(args, target, objective):
     """Target network at --lr; the losses' own modules at --lr, their proxies at 100x (reference)."""
-    groups = [{"params": list(target.parameters()), "lr": args.lr}]
+    groups = [{"params": [p for _, p in target.trainable_parameters()], "lr": args.lr}]
     for loss in (objective.method, objective.proxy_anchor):
         named = list(loss.named_parameters()) if loss is not None else []
         for is_proxy, factor in ((False, 1), (True, 100)):
@@ -146,6 +151,7 @@ def main(args):
     target = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
                                          l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)), args, device)
     source = build_source(args, device) if any(k.startswith("s_") for k in LOSSES[args.loss].inputs) else None
+    warmup = Warmup(target, args.warm)
     runner, target = distributed.wrap(target, device, find_unused=args.warm > 0)
     objective = build_objective(args, target, source, train_set, device, runner)
     optimizer = build_optimizer(args.optimizer, param_groups(args, target, objective), args.lr, args.weight_decay)
@@ -159,14 +165,14 @@ def main(args):
 
     def on_best(epoch, recalls):
         if args.save:
-            log.save_best(target, prefix, epoch, recalls)
+            log.save_best(target, os.path.join(log.dir, f"{prefix}_best.pth"), epoch, recalls)
 
     scaler = grad_scaler(args, device)
     state = {"model": target, "optimizer": optimizer, "lr_scheduler": scheduler, "loss": objective}
     checkpointer = Checkpointer(log.dir, {**state, **({"scaler": scaler} if scaler else {})},
                                 loader_generators(train_loader, objective.generator))
     return fit(target, lambda batch: objective(*batch), train_loader, eval_loader, optimizer, scheduler, device,
-               args, log, on_best, checkpointer, scaler=scaler,
+               args, log, on_best, checkpointer, warmup, scaler=scaler,
                after_backward=objective.sync_grads if distributed.world_size() > 1 else None, val_loader=val_loader)
 
 

@@ -6,26 +6,30 @@ import torch
 import torch.nn as nn
 
 import distributed
-from dataset import repeat_for_views, views_to_batch
+from dataset import convert_input, repeat_for_views, views_to_batch
 from losses import build_loss, call_loss, sample_contrast_index
 
 
-def pair_feature_maps(t_model, s_model):
+def pair_feature_maps(t_model, s_model, loss_cls=None):
     """(target map index, source map index) pairs for Attention and FitNet.
 
     Same layout (same output strides, e.g. BN-Inception -> BN-Inception, ResNet -> ResNet): pair
     in order, as the reference did. Otherwise pair each target map with the last source map of
     the same stride (maps must agree in size), dropping target maps no source map matches.
+    A loss may keep only the first N target maps of some networks (`loss_cls.target_maps`,
+    {arch: N}), as Attention does for ResNet-50/101 targets.
     """
     ts, ss = list(t_model.feature_strides), list(s_model.feature_strides)
     if ts == ss:
-        return [(i, i) for i in range(len(ts))]
-    pairs = []
-    for i, stride in enumerate(ts):
-        same = [j for j, s in enumerate(ss) if s == stride]
-        if same:
-            pairs.append((i, same[-1]))
-    return pairs
+        pairs = [(i, i) for i in range(len(ts))]
+    else:
+        pairs = []
+        for i, stride in enumerate(ts):
+            same = [j for j, s in enumerate(ss) if s == stride]
+            if same:
+                pairs.append((i, same[-1]))
+    limit = getattr(loss_cls, "target_maps", {}).get(t_model.arch)
+    return pairs if limit is None else [(i, j) for i, j in pairs if i < limit]
 
 
 def construct(name, **available):
@@ -43,7 +47,7 @@ class TransferObjective(nn.Module):
     """
 
     def __init__(self, method, target, source, views, slot_labels, map_pairs, proxy_anchor=None,
-                 nce_k=4096, generator=None, amp_dtype=None, channels_last=False):
+                 nce_k=4096, generator=None, amp_dtype=None, channels_last=False, input_models=None):
         super().__init__()
         self.method, self.proxy_anchor, self.views = method, proxy_anchor, views
         # A tuple, not submodules: the networks are saved and moved by their owners, and the
@@ -53,6 +57,8 @@ class TransferObjective(nn.Module):
         self.amp_dtype, self.channels_last = amp_dtype, channels_last
         self.register_buffer("slot_labels", slot_labels, persistent=False)
         self.needs_source = any(k.startswith("s_") for k in method.inputs)
+        # (target network, source network) names: each network gets its own input normalisation.
+        self.input_models = input_models
 
     def losses(self):
         return [m for m in (self.method, self.proxy_anchor) if m is not None]
@@ -70,7 +76,7 @@ class TransferObjective(nn.Module):
             t_feats, t_emb = target(x)
             if self.needs_source:
                 with torch.no_grad():
-                    s_feats, s_emb = source(x)
+                    s_feats, s_emb = source(self.source_input(x))
         # Losses and distances in float32, whatever the networks ran in.
         batch = dict(t_emb=t_emb.float(), labels=labels, index=index, t_pool=t_feats[-1].float(),
                      t_maps=[t_feats[i].float() for i, _ in self.map_pairs])
@@ -87,6 +93,11 @@ class TransferObjective(nn.Module):
             value = call_loss(loss, batch)
             total = total + (distributed.scale_grad(value, distributed.world_size()) if batchwise(loss) else value)
         return total
+
+    def source_input(self, x):
+        if self.input_models is None:
+            return x
+        return convert_input(x, *self.input_models)
 
     def sync_grads(self):
         """After backward, under torchrun: the loss modules' own gradients, as one process has them."""

@@ -4,5 +4,5 @@
 # scripts/source_resnet50_cub.sh. Extra flags pass through (e.g. --loss RKD, --LOG_DIR ...).
 cd "$(dirname "$0")/.." || exit 1
 "${PYTHON:-python}" code/train_target.py --gpu-id 0 --loss Relaxed_Contra --model resnet18 --embedding-size 128 \
-    --batch-size 90 --IPC 3 --view 2 --sigma 1 --delta 1 --dataset cub --epochs 90 --lr 1e-4 \
+    --batch-size 90 --IPC 3 --view 2 --sigma 1 --delta 1 --dataset cub --epochs 90 --lr 1e-4 --save 1 \
     --source-ckpt ./pretrained_source/resnet50/cub_resnet50_512dim_Proxy_Anchor_ckpt.pth "$@"

@@ -28,7 +28,8 @@ KS = [1, 2, 4, 8]
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--DATA_DIR", default=os.path.join(ROOT, "data"))
     p.add_argument("--LOG_DIR", default=os.path.join(ROOT, "logs", "demo"))
     p.add_argument("--source-seconds", type=float, default=150, help="training time of the source")
@@ -74,7 +75,7 @@ def main(args):
     ckpt = os.path.join(ckpt_dir, "resnet_narrow", f"emoji_resnet_narrow_{args.source_dim}dim_Proxy_Anchor_ckpt.pth")
     src, t_src = run(train_source, common(args) + [
         "--embedding-size", str(args.source_dim), "--time-budget", str(args.source_seconds),
-        "--save-dir", ckpt_dir], f"source: Proxy-Anchor, {args.source_dim}-d")
+        "--l2-norm", "1", "--save", "1", "--save-dir", ckpt_dir], f"source: Proxy-Anchor, {args.source_dim}-d")
     rc, t_rc = run(train_target, common(args) + [
         "--embedding-size", str(args.target_dim), "--loss", "Relaxed_Contra", "--source-ckpt", ckpt,
         "--source-embedding-size", str(args.source_dim), "--IPC", "3", "--time-budget", str(args.target_seconds)],

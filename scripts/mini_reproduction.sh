@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mini reproduction of the paper's three settings with all eight transfer methods, on the CPU and
-# the emoji data (README, "Mini reproduction"). About 29 minutes on 2 CPU cores with one seed;
+# the emoji data (docs/mini_reproduction.md). About 29 minutes on 2 CPU cores with one seed;
 # each further seed adds about 27.
 #
 #   setting          paper (CUB/Cars/SOP)            here (emoji, 32 px, from scratch)
@@ -68,7 +68,7 @@ start=$(date +%s)
 if [ "$DATASET" = emoji ]; then "$PY" scripts/prepare_emoji.py --data-dir "$DATA_DIR"; fi
 
 run "$OUT/source" code/train_source.py --model resnet_narrow --embedding-size 512 \
-    --epochs "$SOURCE_EPOCHS" --save-dir "$SOURCE_DIR" --seed 0
+    --epochs "$SOURCE_EPOCHS" --l2-norm 1 --save 1 --save-dir "$SOURCE_DIR" --seed 0
 
 for name in $SETTINGS; do
     read -r model dim <<< "${TARGET[$name]}"

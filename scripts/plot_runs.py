@@ -18,7 +18,8 @@ from runtime import run_cli  # noqa: E402
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders containing them")
     p.add_argument("--out", default="runs.png", metavar="FILE.png")
     p.add_argument("--title", default="runs compared")

@@ -18,7 +18,7 @@ from errors import UserError  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--data-dir", default="data",
                         help="directory that receives emoji/ (default: data)")
     parser.add_argument("--vendors", default=None,

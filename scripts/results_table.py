@@ -5,8 +5,10 @@
 
 Reads each run's args.json and metrics.jsonl and takes the epoch the run's own rule selected (best
 test R@1, the paper's protocol; or best R@1 on the held-out classes with --val-classes). Prints one
-Markdown table per setting (source -> target network): methods as rows; per dataset R@1/2/4 (R@1/10/100
-on SOP), MAP@R, and the paper's R@1 with our difference where the paper reports one.
+Markdown table per setting (source -> target network): methods as rows, the source first; per dataset
+R@1/2/4 (R@1/10/100 on SOP) and MAP@R, then for each of those K the paper's value and our difference
+to it where the paper reports one (every method of its tables, and its Proxy-Anchor source beside our
+source run; code/paper_results.csv).
 """
 import argparse
 import csv
@@ -28,7 +30,8 @@ def get_args_parser():
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders containing them")
     p.add_argument("--title", default=None, help="heading above the tables")
     p.add_argument("--markdown", default="", metavar="FILE.md", help="also write the Markdown here")
-    p.add_argument("--csv", default="", metavar="FILE.csv", help="one row per run, values in percent")
+    p.add_argument("--csv", default="", metavar="FILE.csv",
+                   help="one row per run, values in percent, with the paper's at each K")
     p.add_argument("--figure", default="", metavar="FILE.png", help="bar chart of R@1 by method and setting")
     return p
 

@@ -3,4 +3,4 @@
 # Writes pretrained_source/bn_inception/cars_bn_inception_512dim_Proxy_Anchor_ckpt.pth. Extra flags pass through.
 cd "$(dirname "$0")/.." || exit 1
 "${PYTHON:-python}" code/train_source.py --gpu-id 0 --loss Proxy_Anchor --model bn_inception --embedding-size 512 \
-    --dataset cars --batch-size 180 --epochs 60 --lr 1e-4 --warm 1 --bn-freeze 1 --lr-decay-step 20 "$@"
+    --dataset cars --batch-size 180 --epochs 60 --lr 1e-4 --warm 1 --bn-freeze 1 --l2-norm 1 --save 1 --lr-decay-step 20 "$@"

@@ -1,4 +1,5 @@
-"""Check that the datasets under --DATA_DIR have the paper's image and class counts.
+"""Check that the datasets under --DATA_DIR have the paper's image and class counts (and, for Cars-196,
+say which of its three layouts was found, or what the closest one lacks).
 
     python scripts/verify_data.py [--DATA_DIR ./data] [cub] [cars] [SOP]
 """
@@ -33,6 +34,8 @@ def main(argv=None):
                 print(f"{name} {mode}: {e}")
                 ok = False
                 break
+            if mode == "train" and hasattr(ds, "layout_description"):  # Cars-196: which of its layouts
+                print(f"{name}: found {ds.layout_description}")
             got = (len(ds), ds.nb_classes())
             good = got == (n_img, n_cls)
             ok &= good

@@ -13,6 +13,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def image_check_cache(tmp_path_factory):
+    """The remembered image checks of the tests' trees go in a temporary folder, not ~/.cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 def write_jpeg(path, color=(120, 60, 30), size=(12, 9)):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     PIL.Image.new("RGB", size, color).save(path, "JPEG")
@@ -48,26 +60,117 @@ def cars_classes():
     return [((k - 1) % 196) + 1 for k in range(1, 251)]
 
 
-def make_cars(tmp_path):
+def cars_class_names():
+    """196 made-up names in class order. As with the real names, sorted names are not in class order
+    (the makes cycle out of alphabetical order, so classes 98 and 99 sort the other way round); one
+    name holds a '/' (a folder cannot) and one starts lower-case."""
+    makes = ["Zeta", "Alpha", "Mu", "Beta", "Kappa", "Delta", "Omega"]
+    names = [f"{makes[c % 7]} Model {c} 2012" for c in range(1, 197)]
+    names[4] = "Ram C/V Cargo Van Minivan 2012"
+    names[195] = "smart fortwo Convertible 2012"
+    return names
+
+
+def cars_image_size(k):
+    # Image k's size encodes k exactly (JPEG colours are not exact), so that the tests can tell which
+    # image a file of any layout is.
+    return (16 + k % 64, 16 + k // 64)
+
+
+def cars_image_id(path):
+    with PIL.Image.open(path) as im:
+        w, h = im.size
+    return (h - 16) * 64 + (w - 16)
+
+
+def write_car(path, k, encode_ids):
+    if encode_ids:
+        write_jpeg(str(path), color=(k * 37 % 256, k * 91 % 256, 90), size=cars_image_size(k))
+    else:
+        write_jpeg(str(path))
+
+
+def cars_mat(path, fields, rows, **extra):
+    """A .mat file with an `annotations` struct array (1 x n, one 2-D array per field, as MATLAB writes)."""
+    annos = np.zeros((1, len(rows)), dtype=[(f, "O") for f in fields])
+    for i, row in enumerate(rows):
+        annos[0, i] = tuple(v if isinstance(v, str) else np.array([[v]], dtype=np.uint16) for v in row)
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    scipy.io.savemat(str(path), {"annotations": annos, **extra})
+
+
+def cars_meta(path):
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    scipy.io.savemat(str(path), {"class_names": np.array([cars_class_names()], dtype=object)})
+
+
+def make_cars(tmp_path, root="cars196", encode_ids=False):
     """DATA_DIR with cars196/cars_annos.mat (struct array as in the real file) + car_ims/."""
-    root = tmp_path / "cars196"
-    classes = cars_classes()
-    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
-    annos = np.zeros((1, len(classes)), dtype=[(f, "O") for f in fields])
-    for k, c in enumerate(classes, start=1):
+    base = tmp_path / root
+    rows = []
+    for k, c in enumerate(cars_classes(), start=1):
         path = f"car_ims/{k:06d}.jpg"
-        write_jpeg(str(root / path))
-        box = [np.array([[v]], dtype=np.uint16) for v in (1, 2, 10, 8)]
-        annos[0, k - 1] = (path, *box, np.array([[c]], dtype=np.uint8),
-                           np.array([[k % 2]], dtype=np.uint8))
-    names = np.array([[f"Make Model {c}" for c in range(1, 197)]], dtype=object)
-    scipy.io.savemat(str(root / "cars_annos.mat"), {"annotations": annos, "class_names": names})
+        write_car(base / path, k, encode_ids)
+        rows.append((path, 1, 2, 10, 8, c, k % 2))
+    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
+    cars_mat(base / "cars_annos.mat", fields, rows, class_names=np.array([cars_class_names()], dtype=object))
+    return tmp_path
+
+
+def make_cars_devkit(tmp_path, root="cars196", labels_at="", nested=False):
+    """The same 250 images in the classification layout: cars_train/ (the images with test flag 0 of
+    make_cars), cars_test/ (flag 1), numbered in reverse so that file names do not follow the image
+    ids; labels_at: folder of cars_test_annos_withlabels.mat ('' beside cars_train/, 'devkit', None);
+    nested: Kaggle's cars_train/cars_train/."""
+    base = tmp_path / root
+    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname"]
+    for split, flag in (("cars_train", 0), ("cars_test", 1)):
+        images = base / split / split if nested else base / split
+        items = [(k, c) for k, c in enumerate(cars_classes(), start=1) if k % 2 == flag][::-1]
+        rows = []
+        for i, (k, c) in enumerate(items, start=1):
+            write_car(images / f"{i:05d}.jpg", k, True)
+            rows.append((1, 2, 10, 8, c, f"{i:05d}.jpg"))
+        if split == "cars_train":
+            cars_mat(base / "devkit" / "cars_train_annos.mat", fields, rows)
+            continue
+        cars_mat(base / "devkit" / "cars_test_annos.mat", fields[:4] + fields[5:],
+                 [r[:4] + r[5:] for r in rows])  # the devkit's test list has no labels
+        if labels_at is not None:
+            cars_mat(base / labels_at / "cars_test_annos_withlabels.mat", fields, rows)
+    cars_meta(base / "devkit" / "cars_meta.mat")
+    return tmp_path
+
+
+def make_cars_folders(tmp_path, root="cars196", meta_at="devkit", slash="-"):
+    """The same 250 images in class folders train|test/<class name>/<car_ims number>.jpg (split by the
+    test flag of make_cars); a '/' in a class name becomes `slash`; meta_at: folder of cars_meta.mat
+    ('devkit', '' beside train/, None)."""
+    base = tmp_path / root
+    names = cars_class_names()
+    for k, c in enumerate(cars_classes(), start=1):
+        folder = names[c - 1].replace("/", slash)
+        write_car(base / ("test" if k % 2 else "train") / folder / f"{k:06d}.jpg", k, True)
+    if meta_at is not None:
+        cars_meta(base / meta_at / "cars_meta.mat")
     return tmp_path
 
 
 @pytest.fixture
 def cars_dir(tmp_path):
     return make_cars(tmp_path)
+
+
+@pytest.fixture
+def cars_layouts(tmp_path):
+    """build(kind, name=None, **options): a DATA_DIR tmp_path/<name or kind> holding the 250 images of
+    make_cars (ids in their sizes, see cars_image_id) in layout 'annos', 'devkit' or 'folders'."""
+    builders = {"annos": lambda d, **o: make_cars(d, encode_ids=True, **o), "devkit": make_cars_devkit,
+                "folders": make_cars_folders}
+
+    def build(kind, name=None, **options):
+        return builders[kind](tmp_path / (name or kind), **options)
+    return build
 
 
 SOP_TRAIN = {1: 3, 2: 1, 3: 2, 4: 2, 5: 1}  # class_id -> number of images
@@ -102,7 +205,8 @@ def layout():
     """The trees' contents for the tests' expectations (conftest is not importable under
     --import-mode=importlib)."""
     return types.SimpleNamespace(cub_images_per_class=cub_images_per_class,
-                                 cars_classes=cars_classes(),
+                                 cars_classes=cars_classes(), cars_class_names=cars_class_names(),
+                                 cars_image_id=cars_image_id,
                                  sop={"train": SOP_TRAIN, "eval": SOP_TEST})
 
 
@@ -130,6 +234,7 @@ def source_ckpt(tiny_cub, tmp_path_factory):
     out = tmp_path_factory.mktemp("source")
     args = train_source.get_args_parser().parse_args(
         TINY + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "32", "--batch-size", "12",
-                "--IPC", "2", "--LOG_DIR", str(out / "logs"), "--save-dir", str(out / "pretrained_source")])
+                "--IPC", "2", "--l2-norm", "1", "--save", "1", "--LOG_DIR", str(out / "logs"),
+                "--save-dir", str(out / "pretrained_source")])
     train_source.main(args)
     return str(out / "pretrained_source" / "resnet_narrow" / "cub_resnet_narrow_32dim_Proxy_Anchor_ckpt.pth")

@@ -19,12 +19,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def launch(script, args, nproc):
+def launch(script, args, nproc, env=None):
     cmd = [sys.executable]
     if nproc > 1:
         cmd += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
                 f"--master_port={free_port()}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     out = subprocess.run(cmd + [os.path.join(ROOT, script), *args], capture_output=True, text=True,
                          timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -55,6 +55,70 @@ def test_two_processes_train_like_one(loss, tiny_cub, tiny_flags, source_ckpt, t
     for k in one["loss"]:                                          # proxies, regressors
         assert torch.allclose(one["loss"][k], two["loss"][k], atol=1e-4), k
     assert one["best"]["recalls"] == pytest.approx(two["best"]["recalls"], abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def imagenet_standin(tmp_path_factory):
+    """A torch.hub cache holding a stand-in for BN-Inception's ImageNet file: random weights whose
+    BatchNorm statistics are those of image-like inputs, as trained statistics are. (At random
+    initialisation, frozen statistics of mean 0 and variance 1 let its activations collapse to
+    nearly equal embeddings, whose normalised distances are float noise.) ResNet files are
+    hash-checked, so ResNets start from random weights instead."""
+    from models.bn_inception import URL, BNInceptionTrunk
+    home = tmp_path_factory.mktemp("torch_home")
+    torch.manual_seed(0)
+    trunk = BNInceptionTrunk().train()
+    with torch.no_grad():
+        for _ in range(3):   # momentum 0.9: the statistics move 90% toward each batch
+            trunk.features(torch.randn(8, 3, 64, 64) * 60)
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(trunk.state_dict(), folder / os.path.basename(URL))
+    return str(home)
+
+
+def paper_network_run(tmp_path, tiny_cub, tiny_flags, source_ckpt, model, nproc, *extra, torch_home=None):
+    """One short Relaxed_MS run of a paper network (ImageNet classifier included) at 64 px with a
+    loader worker per process; returns the saved state. With torch_home, from the ImageNet weights
+    found there."""
+    if torch_home:
+        tiny_flags = [f for f in tiny_flags if f != "--random-init"]
+    args = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--loss", "Relaxed_MS", "--model", model,
+                         "--crop-size", "64", "--workers", "1", "--embedding-size", "16", "--batch-size", "44",
+                         "--IPC", "2", "--source-ckpt", source_ckpt, "--source-model", "resnet_narrow",
+                         "--source-embedding-size", "32", "--optimizer", "sgd", "--lr", "0.001", *extra]
+    log_dir = tmp_path / f"{model}{'_'.join(extra)}_{nproc}"
+    launch("code/train_target.py", args + ["--LOG_DIR", str(log_dir)], nproc,
+           env={"TORCH_HOME": torch_home} if torch_home else None)
+    (ckpt,) = log_dir.glob("logs_cub/*/checkpoint.pth")
+    return torch.load(ckpt, weights_only=True)
+
+
+@pytest.mark.parametrize("model, extra", [("resnet18", ("--bn-freeze", "1", "--warm", "1", "--epochs", "2")),
+                                          ("bn_inception", ("--bn-freeze", "1"))])
+def test_paper_networks_train_like_one_process(model, extra, tiny_cub, tiny_flags, source_ckpt, tmp_path,
+                                               imagenet_standin):
+    """Their unused ImageNet classifiers (fc, last_linear) once stopped DDP in its first step. With
+    frozen BatchNorm statistics two processes give one process's weights, the warm-up's switch to
+    training every parameter (BatchNorm's affine too) included."""
+    home = imagenet_standin if model == "bn_inception" else None
+    one, two = (paper_network_run(tmp_path, tiny_cub, tiny_flags, source_ckpt, model, n, *extra, torch_home=home)
+                for n in (1, 2))
+    diff = max(float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"]
+               if one["model"][k].is_floating_point())
+    assert diff <= 1e-4
+    bn = "model.layer1.0.bn1.weight" if model == "resnet18" else "model.conv1_7x7_s2_bn.weight"
+    if "--warm" in extra:   # BatchNorm's affine trained after the warm-up, the same in both
+        assert not torch.equal(one["model"][bn], torch.ones_like(one["model"][bn]))
+
+
+@pytest.mark.parametrize("model", ["resnet18", "bn_inception"])
+def test_paper_networks_train_batchnorm_under_torchrun(model, tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    """--bn-freeze 0 (the paper's targets): each process normalises with its own share's statistics
+    (exactly one process's only with --sync-bn, which needs CUDA), so this checks the run itself."""
+    state = paper_network_run(tmp_path, tiny_cub, tiny_flags, source_ckpt, model, 2, "--bn-freeze", "0")
+    assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values()
+                                       if v.is_floating_point())
 
 
 def test_distributed_evaluation_equals_one_process(tiny_cub, source_ckpt):

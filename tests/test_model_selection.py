@@ -70,7 +70,7 @@ def test_test_split_is_scored_only_when_validation_improves(monkeypatch):
 
 
 def test_train_target_selects_on_validation_classes(tiny_cub, tiny_flags, source_ckpt, tmp_path, capsys):
-    argv = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--LOG_DIR", str(tmp_path),
+    argv = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--LOG_DIR", str(tmp_path), "--save", "1",
                          "--embedding-size", "16", "--batch-size", "12", "--IPC", "2", "--loss", "RKD",
                          "--source-ckpt", source_ckpt, "--source-model", "resnet_narrow",
                          "--source-embedding-size", "32", "--val-classes", "0.25", "--lr", "1e-3"]

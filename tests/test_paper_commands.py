@@ -49,7 +49,7 @@ def test_readme_target_command(cmd):
 
 
 TRAINING_SCRIPTS = [p for p in sorted(glob.glob(os.path.join(ROOT, "scripts", "*.sh")))
-                    if not os.path.basename(p).startswith(("download", "mini_reproduction"))]
+                    if not os.path.basename(p).startswith(("download", "mini_reproduction", "gpu_check"))]
 
 
 def test_a_script_per_experiment_and_source_model():
@@ -69,10 +69,33 @@ def test_experiment_scripts_parse(path):
 
 
 def test_reference_defaults():
+    """The authors' defaults (SPEC.md section 4, then ../shared/paper/reference-flags.md)."""
     a = train_target.get_args_parser().parse_args([])
     assert (a.optimizer, a.lr, a.weight_decay, a.batch_size, a.IPC, a.view, a.sigma, a.delta, a.epochs,
-            a.source_norm, a.target_norm, a.seed, a.crop_size) == \
-        ("adamw", 1e-4, 1e-4, 90, 3, 2, 1.0, 1.0, 90, 1, 0, 0, 224)
+            a.source_norm, a.target_norm, a.seed, a.crop_size, a.bn_freeze, a.warm, a.save, a.workers,
+            a.LOG_DIR) == \
+        ("adamw", 1e-4, 1e-4, 90, 3, 2, 1.0, 1.0, 90, 1, 0, 0, 224, 0, 0, 0, 8, "./logs")
     s = train_source.get_args_parser().parse_args([])
-    assert (s.loss, s.lr, s.lr_decay_step, s.lr_decay_gamma, s.alpha, s.mrg, s.warm, s.l2_norm) == \
-        ("Proxy_Anchor", 1e-4, 10, 0.5, 32.0, 0.1, 1, 1)
+    assert (s.loss, s.lr, s.lr_decay_step, s.lr_decay_gamma, s.alpha, s.mrg, s.warm, s.l2_norm, s.bn_freeze,
+            s.batch_size, s.epochs, s.LOG_DIR, s.save, s.seed, s.workers) == \
+        ("Proxy_Anchor", 1e-4, 10, 0.5, 32.0, 0.1, 0, 0, 0, 90, 60, "./pretrained_source", 0, 1, 8)
+
+
+def test_paper_targets_train_batchnorm_and_are_saved():
+    """The authors' README commands pass neither --bn-freeze nor --warm: the paper's targets
+    trained BatchNorm from the first epoch. Every command and script saves its best model."""
+    commands = readme_commands("train_target.py") + [script_command(p) for p in TRAINING_SCRIPTS
+                                                     if not os.path.basename(p).startswith("source_")]
+    assert len(commands) == 18
+    for cmd in commands:
+        args = parse(cmd)
+        assert (args.bn_freeze, args.warm, args.save, args.IPC) == (0, 0, 1, 3), cmd
+
+
+@pytest.mark.parametrize("path", [p for p in TRAINING_SCRIPTS if os.path.basename(p).startswith("source_")],
+                         ids=os.path.basename)
+def test_source_scripts_save_normalised_networks(path):
+    args = parse(script_command(path))
+    assert (args.save, args.l2_norm, args.LOG_DIR) == (1, 1, "./pretrained_source")
+    assert train_source.checkpoint_path(args) == os.path.join(
+        "./pretrained_source", args.model, f"{args.dataset}_{args.model}_512dim_Proxy_Anchor_ckpt.pth")

@@ -77,7 +77,12 @@ def test_setting_names_and_paper_values():
     assert setting_name("resnet50-512", "resnet18-128") == "compression"
     assert paper_value("resnet50-512", "resnet18-128", "SOP", "Relaxed_Contra") == 78.4
     assert paper_value("resnet50-512", "resnet18-64", "SOP", "Relaxed_Contra") is None   # not the paper's
-    assert paper_value("bn_inception-512", "bn_inception-64", "cars", "RKD") is None       # not recorded
+    assert paper_value("bn_inception-512", "bn_inception-512", "cub", "RKD", "R@2") == 80.8
+    assert paper_value("bn_inception-512", "bn_inception-64", "SOP", "RKD", "R@10") == 83.8
+    assert paper_value("bn_inception-512", "bn_inception-64", "SOP", "RKD", "R@2") is None   # SOP: K=1/10/100
+    assert paper_value("resnet50-512", "resnet18-128", "cars", "source (Proxy_Anchor)", "R@4") == 95.5
+    assert paper_value("bn_inception-512", "bn_inception-512", "cub", "Relaxed_MS") is None   # no such row
+    assert paper_value("bn_inception-512", "bn_inception-512", "cub", "Proxy_Anchor (no source)") is None
 
 
 @pytest.fixture
@@ -105,19 +110,28 @@ def test_markdown_table_in_the_papers_layout(paper_like):
     self_t = lines.index("### self-transfer: bn_inception-512 → bn_inception-512")
     dim_r = lines.index("### dimensionality reduction: bn_inception-512 → bn_inception-64")
     assert self_t < dim_r
-    assert lines[self_t + 2] == ("| method | cub R@1 | cub R@2 | cub R@4 | cub MAP@R | cub paper R@1 | cub Δ R@1 |")
+    assert lines[self_t + 2] == ("| method | cub R@1 | cub R@2 | cub R@4 | cub MAP@R | cub paper R@1 | cub Δ R@1 "
+                                 "| cub paper R@2 | cub Δ R@2 | cub paper R@4 | cub Δ R@4 |")
     rows = lines[self_t + 4:self_t + 8]
-    assert rows[0] == "| source (Proxy_Anchor) | 68.0 | 73.0 | 78.0 | 34.0 | – | – |"
-    assert rows[1] == "| Proxy_Anchor (no source) | 60.0 | 65.0 | 70.0 | 30.0 | – | – |"
+    # The paper's values at every K, for the source (its Proxy-Anchor source row) and every method.
+    assert rows[0] == ("| source (Proxy_Anchor) | 68.0 | 73.0 | 78.0 | 34.0 "
+                       "| 69.1 | -1.1 | 78.9 | -5.9 | 86.1 | -8.1 |")
+    assert rows[1] == "| Proxy_Anchor (no source) | 60.0 | 65.0 | 70.0 | 30.0 | – | – | – | – | – | – |"
     # Two seeds: mean and (sample) standard deviation, and the difference of the mean to the paper.
-    assert rows[2] == "| Relaxed_Contra (2 runs) | 73.0 ± 1.4 | 78.0 ± 1.4 | 83.0 ± 1.4 | 36.5 ± 0.7 | 72.1 | +0.9 |"
-    assert rows[3] == "| RKD | 65.0 | 70.0 | 75.0 | 32.5 | – | – |"
+    assert rows[2] == ("| Relaxed_Contra (2 runs) | 73.0 ± 1.4 | 78.0 ± 1.4 | 83.0 ± 1.4 | 36.5 ± 0.7 "
+                       "| 72.1 | +0.9 | 81.3 | -3.3 | 87.6 | -4.6 |")
+    assert rows[3] == "| RKD | 65.0 | 70.0 | 75.0 | 32.5 | 70.9 | -5.9 | 80.8 | -10.8 | 87.5 | -12.5 |"
     # The CUB source taught a 512-d network, so it is listed beside every setting it is the source of.
-    # Columns in the paper's order; its CUB number is shown although we have no such run.
-    assert lines[dim_r + 2].startswith("| method | cub R@1 | cub R@2 | cub R@4 | cub MAP@R | cub paper R@1 | "
-                                       "cub Δ R@1 | SOP R@1 | SOP R@10 |")
-    assert lines[dim_r + 5] == ("| Relaxed_Contra | – | – | – | – | 67.4 | – "
-                                "| 75.0 | 88.0 | 95.0 | 40.0 | 76.3 | -1.3 |")
+    # Columns in the paper's order; its CUB numbers are shown although we have no such run; SOP at
+    # K = 1/10/100.
+    assert lines[dim_r + 2] == ("| method | cub R@1 | cub R@2 | cub R@4 | cub MAP@R | cub paper R@1 | cub Δ R@1 "
+                                "| cub paper R@2 | cub Δ R@2 | cub paper R@4 | cub Δ R@4 "
+                                "| SOP R@1 | SOP R@10 | SOP R@100 | SOP MAP@R | SOP paper R@1 | SOP Δ R@1 "
+                                "| SOP paper R@10 | SOP Δ R@10 | SOP paper R@100 | SOP Δ R@100 |")
+    assert lines[dim_r + 4] == ("| source (Proxy_Anchor) | 68.0 | 73.0 | 78.0 | 34.0 | 69.1 | -1.1 | 78.9 | -5.9 "
+                                "| 86.1 | -8.1 | – | – | – | – | 79.2 | – | 90.7 | – | 96.2 | – |")
+    assert lines[dim_r + 5] == ("| Relaxed_Contra | – | – | – | – | 67.4 | – | 78.0 | – | 85.9 | – "
+                                "| 75.0 | 88.0 | 95.0 | 40.0 | 76.3 | -1.3 | 88.6 | -0.6 | 94.8 | +0.2 |")
     assert "best R@1 on the test split" in lines[-1]
 
 
@@ -127,9 +141,19 @@ def test_csv_has_one_row_per_run(paper_like):
     rc = sorted((r for r in rows if r["method"] == "Relaxed_Contra" and r["dataset"] == "cub"),
                 key=lambda r: r["R@1"])
     assert [(r["epoch"], r["R@1"], r["diff_R@1"]) for r in rc] == [(1, 72.0, -0.1), (0, 74.0, 1.9)]
-    assert all(r["setting"] == "self-transfer" for r in rc)
+    assert [(r["paper_R@2"], r["diff_R@2"], r["paper_R@4"], r["diff_R@4"]) for r in rc] == [
+        (81.3, -4.3, 87.6, -5.6), (81.3, -2.3, 87.6, -3.6)]
+    assert all(r["setting"] == "self-transfer" and r["paper_R@10"] == "" for r in rc)
     roles = {r["method"]: r["setting"] for r in rows}
     assert roles["source (Proxy_Anchor)"] == "source" and roles["Proxy_Anchor (no source)"] == "no source"
+    by_method = {(r["method"], r["dataset"]): r for r in rows}
+    rkd, src = by_method["RKD", "cub"], by_method["source (Proxy_Anchor)", "cub"]
+    assert (rkd["paper_R@1"], rkd["diff_R@1"], rkd["paper_R@4"], rkd["diff_R@4"]) == (70.9, -5.9, 87.5, -12.5)
+    assert (src["paper_R@1"], src["diff_R@1"], src["paper_R@2"], src["diff_R@2"]) == (69.1, -1.1, 78.9, -5.9)
+    assert by_method["Proxy_Anchor (no source)", "cub"]["paper_R@1"] == ""
+    sop = by_method["Relaxed_Contra", "SOP"]
+    assert [(sop[f"paper_R@{k}"], sop[f"diff_R@{k}"]) for k in (1, 2, 10, 100)] == [
+        (76.3, -1.3), ("", ""), (88.6, -0.6), (94.8, 0.2)]
 
 
 def test_baseline_joins_the_group_of_its_network_only(tmp_path):

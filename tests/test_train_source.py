@@ -22,7 +22,11 @@ def test_saves_the_released_checkpoint_name_and_run_files(source_ckpt):
     (name,) = os.listdir(run_dir)
     assert name == "resnet_narrow_Proxy_Anchor_embedding32_alpha32.0_mrg0.1_adamw_lr0.0001_batch12"
     files = os.listdir(os.path.join(run_dir, name))
-    assert {"args.json", "metrics.jsonl", "cub_resnet_narrow_best.pth", "cub_resnet_narrow_best_results.txt"} <= set(files)
+    assert {"args.json", "metrics.jsonl", "checkpoint.pth"} <= set(files)
+    # --save 1: the best model and its results file under the authors' names, nowhere else.
+    assert not any(f.endswith("_best.pth") for f in files)
+    results = source_ckpt.replace("_ckpt.pth", "_results.txt")
+    assert open(results).read().startswith("Best Epoch: 0\nBest Recall@1: ")
     with open(os.path.join(run_dir, name, "metrics.jsonl")) as f:
         rec = json.loads(f.readline())
     assert {"epoch", "loss", "lr", "R@1", "R@2", "R@4", "R@8", "time"} <= set(rec)
@@ -32,7 +36,10 @@ def test_saves_the_released_checkpoint_name_and_run_files(source_ckpt):
 def test_baseline_losses_train(loss, tiny_cub, tiny_flags, tmp_path):
     best = run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "8",
                              "--batch-size", "12", "--IPC", "2", "--loss", loss, "--LOG_DIR", str(tmp_path),
-                             "--save-dir", str(tmp_path / "src")])
+                             "--save", "1", "--save-dir", str(tmp_path / "src"),
+                             # The released sources' recipe: with BatchNorm trained from the first
+                             # step, Proxy-NCA's proxies diverge on these near-identical tiny images.
+                             "--bn-freeze", "1", "--warm", "1", "--l2-norm", "1"])
     assert 0 <= best[1]["R@1"] <= 1
     assert os.path.isfile(tmp_path / "src" / "resnet_narrow" / f"cub_resnet_narrow_8dim_{loss}_ckpt.pth")
 
@@ -49,7 +56,9 @@ def test_other_layouts(dataset, request, tiny_flags, tmp_path):
 
 def test_shuffled_batches_without_ipc_with_worker_processes(tiny_cub, tiny_flags, tmp_path):
     run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "8", "--workers", "2",
-                      "--batch-size", "16", "--IPC", "0", "--LOG_DIR", str(tmp_path), "--save-dir", str(tmp_path)])
+                      "--batch-size", "16", "--IPC", "0", "--LOG_DIR", str(tmp_path)])
+    # The authors' default --save 0 keeps no best model (the resumable checkpoint.pth stays).
+    assert not list(tmp_path.rglob("*_ckpt.pth")) and len(list(tmp_path.rglob("checkpoint.pth"))) == 1
 
 
 def test_unknown_loss_lists_the_valid_ones(tiny_cub, tiny_flags, tmp_path):

@@ -17,7 +17,7 @@ def flags(tiny_flags, data, log_dir, source_ckpt, *extra):
     return tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(data), "--LOG_DIR", str(log_dir),
                          "--embedding-size", "16", "--batch-size", "12", "--IPC", "2", "--nce-k", "16",
                          "--source-ckpt", source_ckpt, "--source-model", "resnet_narrow",
-                         "--source-embedding-size", "32", *extra]
+                         "--source-embedding-size", "32", "--save", "1", *extra]
 
 
 @pytest.mark.parametrize("loss", [n for n in LOSSES if n != "Proxy_Anchor"])
@@ -73,7 +73,8 @@ def test_gpu_id_0_runs_on_cpu_with_one_warning(tiny_cub, tiny_flags, source_ckpt
         pytest.skip("this machine has CUDA")
     run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "PKT", "--gpu-id", "0"))
     warnings = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
-    assert warnings == ["warning: CUDA is not available: running on the CPU (--gpu-id 0 ignored)."]
+    assert warnings == ["warning: --gpu-id 0 asks for GPU 0, but CUDA is not available (no GPU or a CPU-only "
+                        "torch): running on the CPU, in one process."]
 
 
 def test_warm_up_trains_only_the_embedding(tiny_cub, tiny_flags, source_ckpt, tmp_path):

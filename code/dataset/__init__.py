@@ -11,9 +11,10 @@ from .base import BaseDataset, load_image
 from .cars import Cars
 from .cub import CUBirds
 from .emoji import EmojiDataset
+from .image_check import check_images
 from .sampler import BalancedBatchSampler, RankBatchSampler
 from .sop import SOP
-from .transforms import build_transform, repeat_for_views, views_to_batch
+from .transforms import build_transform, convert_input, repeat_for_views, views_to_batch
 
 # Keys are the CLI's --dataset values (the reference's names).
 DATASETS = {"cub": CUBirds, "cars": Cars, "SOP": SOP, "emoji": EmojiDataset}
@@ -28,5 +29,5 @@ def build_dataset(name, data_dir, mode, transform=None):
     return DATASETS[name](data_dir, mode, transform)
 
 
-__all__ = ["DATASETS", "build_dataset", "BaseDataset", "load_image", "BalancedBatchSampler", "RankBatchSampler",
-           "build_transform", "repeat_for_views", "views_to_batch", *(c.__name__ for c in DATASETS.values())]
+__all__ = ["DATASETS", "build_dataset", "check_images", "BaseDataset", "load_image", "BalancedBatchSampler", "RankBatchSampler",
+           "build_transform", "convert_input", "repeat_for_views", "views_to_batch", *(c.__name__ for c in DATASETS.values())]

@@ -59,6 +59,30 @@ def build_transform(model_name, train, views=1, crop_size=224, flip=True, scale=
     return MultiView(tf, views) if views > 1 else tf
 
 
+def input_space(model_name):
+    """(BGR, scale, mean, std) of the pixels a network expects: BN-Inception Caffe's, all others
+    torchvision's ImageNet convention (build_transform applies the same)."""
+    if model_name == "bn_inception":
+        return True, 255.0, INCEPTION_MEAN, INCEPTION_STD
+    return False, 1.0, IMAGENET_MEAN, IMAGENET_STD
+
+
+def convert_input(x, from_model, to_model):
+    """A batch (N, 3, H, W) transformed for `from_model` -> the same pixels as `to_model` expects
+    them (e.g. a ResNet target's input for a BN-Inception source). Both share the geometry."""
+    src, dst = input_space(from_model), input_space(to_model)
+    if src == dst:
+        return x
+    def stats(values):
+        return torch.tensor(values, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    bgr, scale, mean, std = src
+    pixels = (x * stats(std) + stats(mean)) / scale                    # [0, 1], in src's channel order
+    bgr_to, scale_to, mean_to, std_to = dst
+    if bgr != bgr_to:
+        pixels = pixels.flip(1)
+    return (pixels * scale_to - stats(mean_to)) / stats(std_to)
+
+
 def views_to_batch(x):
     """Collated multi-view images (B, V, 3, H, W) -> view-major batch (V*B, 3, H, W).
 

@@ -14,6 +14,8 @@ class AttentionLoss(nn.Module):
 
     inputs = ("t_maps", "s_maps")
     with_proxy_anchor = True
+    # The authors pair blocks 1-3 of ResNet-50/101 targets; ResNet-18 targets add block 4.
+    target_maps = {"resnet50": 3, "resnet101": 3}
 
     def forward(self, t_maps, s_maps):
         if len(t_maps) != len(s_maps):

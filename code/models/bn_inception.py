@@ -95,6 +95,7 @@ class BNInception(EmbeddingNet):
     feature_channels = [576, 1056, 1024]  # inception_3c, 4e, 5b
     feature_strides = [16, 32, 32]
     feat_dim = 1024
+    unused = ("last_linear",)
 
     def __init__(self, embedding_size, pretrained=False, l2_norm=False, bn_freeze=False):
         trunk = BNInceptionTrunk()

@@ -22,6 +22,9 @@ class EmbeddingNet(nn.Module):
     feature_channels = ()  # channels of each map returned by feature_maps
     feature_strides = ()   # input size / map size, for inputs whose size the network divides
     feat_dim = None        # size of the pooled vector fed to the embedding layer
+    # Trunk layers the forward pass never runs (the ImageNet classifier): kept so that the ImageNet
+    # and released files load strictly, but never trained, so that DDP expects no gradient of them.
+    unused = ()
 
     def __init__(self, trunk, embedding_size, l2_norm=False, bn_freeze=False):
         super().__init__()
@@ -35,11 +38,19 @@ class EmbeddingNet(nn.Module):
         self.model.embedding = nn.Linear(self.feat_dim, embedding_size)
         nn.init.orthogonal_(self.model.embedding.weight)
         nn.init.constant_(self.model.embedding.bias, 0)
+        for name in self.unused:
+            getattr(self.model, name).requires_grad_(False)
         if bn_freeze:
             for m in self.batchnorms():
                 m.weight.requires_grad_(False)
                 m.bias.requires_grad_(False)
         self.train()  # puts frozen BatchNorms in eval mode from the start
+
+    def trainable_parameters(self):
+        """(name, parameter) of everything training may update: all but the `unused` layers
+        (BatchNorm's affine parameters included, whether --bn-freeze holds them now or not)."""
+        skip = tuple(f"model.{name}." for name in self.unused)
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith(skip)]
 
     def batchnorms(self):
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

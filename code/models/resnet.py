@@ -17,6 +17,7 @@ def resnet_maps(trunk, x):
 
 class ResNet(EmbeddingNet):
     feature_strides = [4, 8, 16, 32]
+    unused = ("fc",)
     build = weights = None  # set by the subclasses below
 
     def __init__(self, embedding_size, pretrained=False, l2_norm=False, bn_freeze=False):

@@ -100,7 +100,7 @@ def test_bn_freeze(name):
         assert all(x.training is mode for x in m.modules() if not isinstance(x, nn.BatchNorm2d))
     assert not any(p.requires_grad for b in bns for p in (b.weight, b.bias))
     bn_ids = {id(p) for b in bns for p in b.parameters()}
-    others = [p for p in m.parameters() if id(p) not in bn_ids]
+    others = [p for _, p in m.trainable_parameters() if id(p) not in bn_ids]
     assert others and all(p.requires_grad for p in others)
     # A training step leaves the running statistics alone, and gradients still reach the trunk.
     before = {k: v.clone() for k, v in m.state_dict().items() if "running" in k}
