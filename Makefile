@@ -4,7 +4,8 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: venv test demo mini-reproduction noto-font check-reference bench-recall clean-venv
+
+.PHONY: venv test test-fast demo mini-reproduction noto-font check-reference bench-recall clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -22,18 +23,23 @@ demo: venv noto-font
 mini-reproduction: venv noto-font
 	PYTHON=$(PYTHON) bash scripts/mini_reproduction.sh
 
-# Google's emoji font adds a third vendor to the demo data. Installed only where that is harmless
-# (root with apt-get, e.g. a container or CI); elsewhere the demo uses the two PyPI vendors.
+# Google's emoji font: the demo data's Noto drawings when npm's @iconify-json/noto cannot be had
+# (scripts/prepare_emoji.py installs the npm sets). Installed only where that is harmless (root
+# with apt-get, e.g. a container or CI); elsewhere Noto then comes from npm alone.
 NOTO := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 noto-font:
 	@if [ ! -f $(NOTO) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq && apt-get install -y -qq fonts-noto-color-emoji >/dev/null) \
-	  || echo "note: fonts-noto-color-emoji not installed; the emoji data uses two vendors"; \
+	  || echo "note: fonts-noto-color-emoji not installed; Noto's emoji come from npm or not at all"; \
 	fi
 
 # The whole suite, the reference check (tests/test_reference.py) included.
 test: venv
 	$(PYTHON) -m pytest -q
+
+# The unit tests alone (about a minute): everything but the end-to-end training runs.
+test-fast: venv
+	$(PYTHON) -m pytest -q -m "not e2e"
 
 # The reference check alone, straight from ../shared when it is there.
 check-reference: venv

@@ -20,11 +20,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cod
 
 import distributed  # noqa: E402
 from dataset import build_dataset, build_transform  # noqa: E402
-from engine import build_eval_loader, evaluate, recall_ks  # noqa: E402
+from evaluation import evaluate, recall_ks  # noqa: E402
 from errors import UserError  # noqa: E402
+from loaders import build_eval_loader  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from models.pretrained import read_weight_file  # noqa: E402
-from retrieval_grid import draw_grid, nearest_neighbours, pick_queries  # noqa: E402
+from reporting.retrieval_grid import draw_grid, nearest_neighbours, pick_queries  # noqa: E402
 from runtime import run_cli  # noqa: E402
 from storage import save_npz  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Decoded and augmented images per second of train_target's training pipeline, by worker count.
 
-The training loader of engine.build_loaders, with train_target's flags: dataset +
+The training loader of loaders.build_loaders, with train_target's flags: dataset +
 build_transform(model, train=True, views=2) + BalancedBatchSampler (batch 90, IPC 3) + DataLoader
 (pinned memory when CUDA is present), with 0 (main process), 1, 2 and os.cpu_count() workers. Uses --DATA_DIR/--dataset when that dataset
 is there, else a synthetic CUB-layout tree of JPEGs (200 classes x 10 images of 500x375) in a
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
 import train_target  # noqa: E402
-from engine import build_loaders  # noqa: E402
+from loaders import build_loaders  # noqa: E402
 from errors import UserError  # noqa: E402
 
 

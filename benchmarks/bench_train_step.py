@@ -1,13 +1,13 @@
 """Images per second of one training step of train_target against the bare passes of its two networks.
 
-Full step (as train_target runs it): source forward without grad, target forward and backward,
-the transfer loss (float32), the finite-loss check, AdamW step, loss.item(); the batch comes
+Full step: training.train_step, as train_target runs it (source forward without grad, target
+forward and backward, the transfer loss (float32), the finite-loss check, AdamW step), loss.item(); the batch comes
 from the CPU (pinned on CUDA) like the loader's output (B, V, 3, H, W), labels in groups of
 --IPC (3) images per class, dataset indices. Bare passes: source forward (no grad) + target
 forward and backward on the same batch already on the device, without loss or optimizer.
 ratio = step time / bare time; goal <= 1.10 (loss, data handling and bookkeeping add <= 10%).
 
-Built as train_target builds it (its flags' defaults, build_objective, param_groups, AdamW):
+Built as train_target builds it (its flags' defaults, build_objective, optim.param_groups, AdamW):
 precision fp32 / bf16 / fp16 is its --amp none / bf16 / fp16 (autocast networks, float32 losses;
 fp16 with a GradScaler; CPU autocast is bf16 only), --channels-last passes through. A stand-in
 training split of CUB's size replaces the dataset; random weights (speed does not depend on them).
@@ -25,9 +25,11 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
 import train_target  # noqa: E402
-from engine import build_optimizer, grad_scaler, prepare_network  # noqa: E402
+import distributed  # noqa: E402
 from losses import LOSSES  # noqa: E402
 from models import build_model  # noqa: E402
+from optim import build_optimizer, grad_scaler, param_groups  # noqa: E402
+from training import train_step  # noqa: E402
 
 # name -> (target, target dim, source, source dim)
 SETTINGS = {
@@ -92,15 +94,15 @@ def bench(setting, device, precision, args):
          "--view", str(args.views), "--amp", PRECISIONS[precision], "--crop-size", str(args.size)]
         + ["--channels-last"] * args.channels_last)
     torch.manual_seed(0)
-    target = prepare_network(build_model(t_name, t_dim, pretrained=False, l2_norm=bool(targs.target_norm),
-                                         bn_freeze=bool(targs.bn_freeze)), targs, device).train()
-    source = prepare_network(build_model(s_name, s_dim, pretrained=False, l2_norm=bool(targs.source_norm)),
-                             targs, device).eval().requires_grad_(False)
+    target = distributed.prepare(build_model(t_name, t_dim, pretrained=False, l2_norm=bool(targs.target_norm),
+                                             bn_freeze=bool(targs.bn_freeze)), device, args.channels_last).train()
+    source = distributed.prepare(build_model(s_name, s_dim, pretrained=False, l2_norm=bool(targs.source_norm)),
+                                 device, args.channels_last).eval().requires_grad_(False)
     train_set = StandInTrainSet(classes=max(100, -(-args.batch_size // targs.IPC)))
     objective = train_target.build_objective(targs, target, source, train_set, device)
-    optimizer = build_optimizer("adamw", train_target.param_groups(targs, target, objective), targs.lr,
+    optimizer = build_optimizer("adamw", param_groups(target, objective.losses(), targs.lr), targs.lr,
                                 targs.weight_decay)
-    scaler = grad_scaler(targs, device)
+    scaler = grad_scaler(targs.amp, device)
     x, labels, index = synthetic_batch(args.batch_size, args.views, args.size, train_set, targs.IPC,
                                        pin=device.type == "cuda")
     x_dev = x.to(device).transpose(0, 1).reshape(-1, *x.shape[2:])   # view-major, as the objective makes it
@@ -108,20 +110,8 @@ def bench(setting, device, precision, args):
         x_dev = x_dev.contiguous(memory_format=torch.channels_last)
     amp = objective.amp_dtype
 
-    def step():   # engine.train_one_epoch's step
-        loss = objective(x, labels, index)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"non-finite loss {loss.item()}")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        loss.item()
+    def step():   # the trainers' own step
+        train_step(objective, (x, labels, index), optimizer, scaler).item()
 
     def bare():   # in the objective's order: target forward, source forward, backward
         target.zero_grad(set_to_none=True)

@@ -52,14 +52,15 @@ def set_rng_state(state, generators):
 class Checkpointer:
     """Saves and restores the training state of one run.
 
-    modules: {'model': ..., 'optimizer': ..., 'lr_scheduler': ..., 'loss': ...} (anything with
-    state_dict/load_state_dict); generators: {name: torch.Generator} that drive the data order,
+    modules: {'model': ..., 'optimizer': ..., 'lr_scheduler': ..., 'loss': ..., 'scaler': ...}
+    (anything with state_dict/load_state_dict; None entries are left out); generators:
+    {name: torch.Generator} that drive the data order,
     worker seeds and sampling.
     """
 
     def __init__(self, run_dir, modules, generators):
         self.path = os.path.join(run_dir, "checkpoint.pth")
-        self.modules = modules
+        self.modules = {k: m for k, m in modules.items() if m is not None}
         self.generators = {k: g for k, g in generators.items() if g is not None}
 
     def save(self, epoch, best, args):

@@ -7,6 +7,7 @@ process, so their inputs are gathered across ranks; each rank keeps the gradient
 With DDP averaging gradients over ranks, that gradient is scaled by the world size, so that the
 weights move exactly as in one process. Without torchrun every function here is a no-op.
 """
+import builtins
 import os
 import shlex
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from errors import UserError
+from errors import UserError, warn
 
 
 def launched_by_torchrun():
@@ -26,11 +27,10 @@ def init(gpu_id):
     """This process's device: under torchrun, start the process group (one device per process);
     with --gpu-id -1 and several GPUs, run this command again under torchrun, one process per GPU
     (the authors' DataParallel, done the DDP way), and exit with its status; otherwise the
-    reference's --gpu-id (runtime.select_device)."""
+    reference's --gpu-id (select_device)."""
     if not launched_by_torchrun():
         if gpu_id == -1 and torch.cuda.device_count() > 1:
             raise SystemExit(relaunch(torch.cuda.device_count()))
-        from runtime import select_device
         return select_device(gpu_id)
     if dist.is_initialized():
         return current_device()
@@ -48,6 +48,23 @@ def init(gpu_id):
     return current_device()
 
 
+def select_device(gpu_id):
+    """The reference's `--gpu-id N` -> cuda:N (-1: all GPUs, here the only one); the CPU (after one
+    warning) where CUDA is absent."""
+    if not torch.cuda.is_available():
+        what = "all GPUs" if gpu_id == -1 else f"GPU {gpu_id}"
+        warn(f"--gpu-id {gpu_id} asks for {what}, but CUDA is not available (no GPU or a CPU-only torch): "
+             "running on the CPU, in one process.")
+        return torch.device("cpu")
+    if gpu_id == -1:   # all GPUs, and there is one (several relaunch under torchrun: distributed.init)
+        gpu_id = 0
+    if not 0 <= gpu_id < torch.cuda.device_count():
+        raise UserError(f"--gpu-id {gpu_id}: this machine has {torch.cuda.device_count()} CUDA "
+                        f"device(s), numbered 0..{torch.cuda.device_count() - 1}.")
+    torch.cuda.set_device(gpu_id)
+    return torch.device("cuda", gpu_id)
+
+
 def relaunch(nproc, script=None, argv=None):
     """Run `script argv` (default: this process's command line) under torchrun with `nproc`
     processes on this machine; returns their exit status."""
@@ -59,7 +76,6 @@ def relaunch(nproc, script=None, argv=None):
 
 def _silence_print():
     """Only rank 0 talks (as torchvision's references do): print() is a no-op elsewhere."""
-    import builtins
     builtins.print = lambda *a, **k: None
 
 
@@ -86,6 +102,16 @@ def shutdown():
         dist.destroy_process_group()
 
 
+def prepare(model, device, channels_last=False, sync_bn=False):
+    """The network on this process's device, with --channels-last and (under torchrun) --sync-bn."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if sync_bn and world_size() > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
 def wrap(model, device, find_unused=False):
     """DDP around the model when distributed; returns (module to call, module to save/inspect)."""
     if not dist.is_initialized():
@@ -95,16 +121,15 @@ def wrap(model, device, find_unused=False):
     return ddp, model
 
 
-def gather_rows(x, views=1):
-    """Local rows (V*b, ...) in view-major order -> the global batch (V*W*b, ...) in the order one
-    process would have: view v of every rank's images, rank by rank. Own rows keep their gradient."""
+def all_gather_keep_grad(x):
+    """[every process's x] (same shapes), this process's own entry being x itself, with its
+    gradient; [x] without torchrun. (views.gather_views orders them into one batch.)"""
     if not dist.is_initialized():
-        return x
+        return [x]
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.detach().contiguous())
     parts[rank()] = x
-    parts = [p.reshape(views, -1, *p.shape[1:]) for p in parts]        # each (V, b, ...)
-    return torch.cat(parts, dim=1).reshape(-1, *x.shape[1:])           # (V*W*b, ...)
+    return parts
 
 
 def scale_grad(loss, factor):

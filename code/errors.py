@@ -1,7 +1,9 @@
-"""The project's error type for expected failures (bad input, missing files, broken runs).
+"""The project's error type for expected failures (bad input, missing files, broken runs), and
+its warnings.
 
 Entry points catch `UserError`, print its message and exit non-zero: a traceback means a bug.
 """
+import sys
 
 
 WORKER_PREFIX = "Caught UserError in DataLoader worker"
@@ -19,3 +21,8 @@ class UserError(Exception):
         if message.startswith(WORKER_PREFIX) and "UserError: " in message:
             message = message.rsplit("UserError: ", 1)[1].strip()
         super().__init__(message)
+
+
+def warn(msg):
+    """One 'warning: ...' line on stderr."""
+    print(f"warning: {msg}", file=sys.stderr, flush=True)

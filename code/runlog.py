@@ -7,14 +7,13 @@ import sys
 
 import distributed
 import rundir
-from errors import UserError
+from errors import UserError, warn
 from models import weights_record
-from runs import VAL
+from records import VAL, format_scores
+from reporting.curves import plot_curves
 from storage import append_jsonl, save_json, save_text, save_torch
-from runtime import warn
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-SCORES = ("R@", "MAP@R", "RP", VAL)   # the keys of a metrics record printed as percentages
 
 
 def _wandb_credentials():
@@ -45,7 +44,7 @@ def start_wandb(mode, project, run_dir, args):
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ["WANDB_DISABLE_CODE"] = "true"
     try:
-        import wandb
+        import wandb   # optional and slow to import: only when a run logs to it
         return wandb.init(project=project, config=vars(args), name=os.path.basename(run_dir),
                           dir=run_dir, mode=mode, reinit="finish_previous",
                           settings=wandb.Settings(console="off", init_timeout=20))
@@ -73,7 +72,9 @@ class RunLog:
     checkpoint's folder with --resume)."""
 
     def __init__(self, run_dir, args, wandb_project):
-        self.wandb, self.plots, self.lock = None, True, None
+        self.wandb, self.plots, self.lock, self.records = None, True, None, []
+        a = vars(args)
+        self.title = f"{a.get('loss', '')}: {a.get('model', '')}-{a.get('embedding_size', '')} on {a.get('dataset', '')}"
         self.main = distributed.is_main()   # under torchrun only rank 0 writes and logs
         if self.main:
             check_writable(os.path.dirname(os.path.abspath(run_dir)))
@@ -91,17 +92,18 @@ class RunLog:
         if not self.main or not os.path.isfile(self.metrics_path):
             return
         with open(self.metrics_path) as f:
-            lines = [line for line in f if line.strip() and json.loads(line)["epoch"] < epoch]
-        save_text("".join(lines), self.metrics_path)
+            records = [json.loads(line) for line in f if line.strip()]
+        self.records = [r for r in records if r["epoch"] < epoch]
+        save_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records), self.metrics_path)
 
     def epoch(self, record):
         """record: {'epoch', 'loss', 'lr', 'R@k'..., 'time'}; printed, appended and sent to wandb."""
         if not self.main:
             return
         append_jsonl(record, self.metrics_path)
+        self.records.append(record)
         self._plot()
-        scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in record.items() if k.startswith(SCORES))
-        print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {scores} "
+        print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {format_scores(record)} "
               f"({record['time']:.1f} s)", flush=True)
         if self.wandb is not None:
             try:
@@ -116,8 +118,7 @@ class RunLog:
         if not self.plots:
             return
         try:
-            from plots import plot_run
-            plot_run(self.dir)
+            plot_curves(self.records, self.title, os.path.join(self.dir, "curves.png"))
         except Exception as e:  # noqa: BLE001
             warn(f"could not draw {os.path.join(self.dir, 'curves.png')} ({type(e).__name__}: {e}); "
                  "training goes on without it.")
@@ -135,6 +136,18 @@ class RunLog:
         if VAL + "R@1" in recalls:   # --val-classes: the epoch was chosen without the test split
             lines.append(f"Selected by Recall@1 on the held-out training classes: {100 * recalls[VAL + 'R@1']:.4f}")
         save_text("\n".join(lines) + "\n", results_path or os.path.splitext(weights_path)[0] + "_results.txt")
+
+    def finished(self, best):
+        """The run's result, (epoch, scores) or None, after saying it."""
+        if best is not None:
+            print(f"best epoch {best[0]}: {format_scores(best[1])}", flush=True)
+        return best
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.finish()
 
     def finish(self):
         if self.wandb is not None:

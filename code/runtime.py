@@ -1,4 +1,5 @@
-"""Where the run executes: device choice, seeding. Kept in one place so entry points stay short."""
+"""How an entry point runs: seeding, determinism, loader-worker seeds, and run_cli (parsing, the
+one-line errors, signals, the process group's end)."""
 import os
 import random
 import signal
@@ -7,28 +8,8 @@ import sys
 import numpy as np
 import torch
 
+import distributed
 from errors import UserError
-
-
-def warn(msg):
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
-
-
-def select_device(gpu_id):
-    """The reference's `--gpu-id N` -> cuda:N (-1: all GPUs, here the only one); the CPU (after one
-    warning) where CUDA is absent."""
-    if not torch.cuda.is_available():
-        what = "all GPUs" if gpu_id == -1 else f"GPU {gpu_id}"
-        warn(f"--gpu-id {gpu_id} asks for {what}, but CUDA is not available (no GPU or a CPU-only torch): "
-             "running on the CPU, in one process.")
-        return torch.device("cpu")
-    if gpu_id == -1:   # all GPUs, and there is one (several relaunch under torchrun: distributed.init)
-        gpu_id = 0
-    if not 0 <= gpu_id < torch.cuda.device_count():
-        raise UserError(f"--gpu-id {gpu_id}: this machine has {torch.cuda.device_count()} CUDA "
-                        f"device(s), numbered 0..{torch.cuda.device_count() - 1}.")
-    torch.cuda.set_device(gpu_id)
-    return torch.device("cuda", gpu_id)
 
 
 def seed_everything(seed):
@@ -73,5 +54,4 @@ def run_cli(main, parser, argv=None):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     finally:
-        import distributed   # here: distributed imports this module
         distributed.shutdown()

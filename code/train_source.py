@@ -17,14 +17,18 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
-from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
-                    Warmup, check_names, describe_splits, fit, grad_scaler, loader_generators,
-                    prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
+from evaluation import recall_ks, score_epoch  # noqa: E402
+from loaders import build_loaders, describe_splits  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model  # noqa: E402
+from objectives import SourceObjective  # noqa: E402
+from optim import AMP_DTYPES, OPTIMIZERS, Warmup, build_optimizer, grad_scaler, param_groups  # noqa: E402
+from options import add_run_arguments, check_names  # noqa: E402
+from records import selection_key  # noqa: E402
 from runlog import RunLog  # noqa: E402
 from runtime import make_deterministic, run_cli, seed_everything  # noqa: E402
+from training import EpochLoop, train_one_epoch  # noqa: E402
 
 
 def get_args_parser():
@@ -86,57 +90,38 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    train_loader, eval_loader, val_loader = build_loaders(args, args.model, 1, args.seed)
-    train_set = train_loader.dataset
-    model = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                                        l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)), args, device)
+    loaders = build_loaders(args, args.model, 1, args.seed)
+    model = distributed.prepare(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                                            l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)),
+                                device, args.channels_last, args.sync_bn)
     warmup = Warmup(model, args.warm)
     runner, model = distributed.wrap(model, device, find_unused=args.warm > 0)
-    criterion = build_source_loss(args.loss, train_set.nb_classes(), args.embedding_size,
-                                  mrg=args.mrg, alpha=args.alpha).to(device)
-    embedding = list(model.model.embedding.parameters())
-    trunk = [p for _, p in model.trainable_parameters() if all(p is not e for e in embedding)]
-    groups = [{"params": trunk}, {"params": embedding, "lr": args.lr}]
-    # Proxies: 100x for Proxy-Anchor (the authors'); 1x for Proxy-NCA, whose proxies the authors'
-    # script never gave to the optimizer (our choice: they learn at the base rate).
-    if list(criterion.parameters()):
-        groups.append({"params": list(criterion.parameters()),
-                       "lr": args.lr * (100 if args.loss == "Proxy_Anchor" else 1)})
-    optimizer = build_optimizer(args.optimizer, groups, args.lr, args.weight_decay, adam_eps=1e-8)
+    criterion = build_source_loss(args.loss, nb_classes=loaders.train.dataset.nb_classes(),
+                                  sz_embed=args.embedding_size, mrg=args.mrg, alpha=args.alpha)
+    objective = SourceObjective(criterion, runner, AMP_DTYPES[args.amp], args.channels_last).to(device)
+    optimizer = build_optimizer(args.optimizer, param_groups(model, objective.losses(), args.lr), args.lr,
+                                args.weight_decay, adam_eps=1e-8)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay_step, gamma=args.lr_decay_gamma)
+    scaler = grad_scaler(args.amp, device)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Source")
+    checkpointer = Checkpointer(log.dir, dict(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                              loss=objective, scaler=scaler), loaders.generators)
     ckpt = checkpoint_path(args)
-    print(f"{describe_splits(train_set, eval_loader, val_loader)}; {args.loss}: {args.model}-{args.embedding_size} "
-          f"on {device} x "
-          f"{distributed.world_size()}; "
-          f"logs in {log.dir}" + (f", best model -> {ckpt}" if args.save else " (--save 0: best model not kept)"),
-          flush=True)
+    print(f"{describe_splits(loaders)}; {args.loss}: {args.model}-{args.embedding_size} on {device} x "
+          f"{distributed.world_size()}; logs in {log.dir}"
+          + (f", best model -> {ckpt}" if args.save else " (--save 0: best model not kept)"), flush=True)
 
-    amp = AMP_DTYPES[args.amp]
-
-    def compute_loss(batch):
-        x, y, _ = batch
-        x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            _, emb = runner(x.contiguous(memory_format=torch.channels_last) if args.channels_last else x)
-        # Under torchrun the loss sees the global batch, as in one process (see distributed.py).
-        emb, y = distributed.gather_rows(emb.float()), distributed.gather_rows(y.to(device))
-        return distributed.scale_grad(criterion(emb, y), distributed.world_size())
-
-    def on_best(epoch, recalls):
-        if args.save:
-            log.save_best(model, ckpt, epoch, recalls, results_path=ckpt.replace("_ckpt.pth", "_results.txt"))
-
-    scaler = grad_scaler(args, device)
-    state = {"model": model, "optimizer": optimizer, "lr_scheduler": scheduler, "loss": criterion}
-    checkpointer = Checkpointer(log.dir, {**state, **({"scaler": scaler} if scaler else {})},
-                                loader_generators(train_loader))
-    best = fit(model, compute_loss, train_loader, eval_loader, optimizer, scheduler, device, args, log, on_best,
-               checkpointer, warmup, clip_value=10, scaler=scaler,
-               after_backward=lambda: distributed.sync_loss_grads(criterion, gathered=True), val_loader=val_loader)
-    if args.save:
-        print(f"source network saved as {ckpt}")
-    return best
+    with EpochLoop(args, optimizer, checkpointer, log, selection_key(loaders.val is not None)) as loop:
+        for epoch in loop:
+            warmup.set(epoch)
+            model.train()
+            loss, stopped = train_one_epoch(objective, loaders.train, optimizer, epoch, loop.deadline, scaler,
+                                            clip_value=10)   # the Proxy-Anchor recipe
+            scheduler.step()
+            scores = score_epoch(model, loaders, loop.best, device, recall_ks(args.dataset), args.channels_last)
+            if loop.record(epoch, loss, scores, stopped) and args.save:
+                log.save_best(model, ckpt, epoch, scores, results_path=ckpt.replace("_ckpt.pth", "_results.txt"))
+    return loop.best
 
 
 if __name__ == "__main__":

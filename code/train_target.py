@@ -15,16 +15,19 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import distributed  # noqa: E402
-from engine import (AMP_DTYPES, OPTIMIZERS, add_run_arguments, build_loaders, build_optimizer,  # noqa: E402
-                    Warmup, check_names, describe_splits, fit, grad_scaler, loader_generators,
-                    prepare_network)
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
-from losses import LOSSES  # noqa: E402
+from evaluation import recall_ks, score_epoch  # noqa: E402
+from loaders import build_loaders, describe_splits  # noqa: E402
+from losses import LOSSES, build_loss, needs_source  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
+from objectives import TransferObjective, pair_feature_maps  # noqa: E402
+from optim import AMP_DTYPES, OPTIMIZERS, Warmup, build_optimizer, grad_scaler, param_groups  # noqa: E402
+from options import add_run_arguments, check_names  # noqa: E402
+from records import selection_key  # noqa: E402
 from runlog import RunLog  # noqa: E402
 from runtime import make_deterministic, run_cli, seed_everything  # noqa: E402
-from transfer import TransferObjective, construct, pair_feature_maps  # noqa: E402
+from training import EpochLoop, train_one_epoch  # noqa: E402
 
 # The reference's pairing (ResNet targets learn from ResNet-50-512, others from BN-Inception-512);
 # the CPU demo network learns from its own kind.
@@ -102,41 +105,36 @@ def build_source(args, device):
     source = build_model(args.source_model, args.source_embedding_size, pretrained=False,
                          l2_norm=bool(args.source_norm))
     load_checkpoint_weights(source, args.source_ckpt, flags=("--source-model", "--source-embedding-size"))
-    source = prepare_network(source, args, device).eval()
+    source = distributed.prepare(source, device, args.channels_last, args.sync_bn).eval()
     for p in source.parameters():
         p.requires_grad_(False)
     return source
 
 
+# The training recipe: the methods the authors always train together with Proxy-Anchor on the
+# target embedding (the others learn from the source alone).
+WITH_PROXY_ANCHOR = ("FitNet", "Attention", "CRD")
+
+
 def build_objective(args, target, source, train_set, device, runner=None):
     """The training loss; `runner` is what the objective calls to run the target (its DDP wrapper
     under torchrun; default: the target itself)."""
-    method_cls = LOSSES[args.loss]
-    pairs = pair_feature_maps(target, source, method_cls) if source is not None else []
-    n_slots = len(train_set) * args.view
-    available = dict(sigma=args.sigma, delta=args.delta, nb_classes=train_set.nb_classes(),
-                     sz_embed=args.embedding_size, mrg=args.mrg, alpha=args.alpha, t_dim=target.feat_dim,
-                     s_dim=source.feat_dim if source is not None else None, n_data=n_slots, nce_k=args.nce_k,
-                     channels=[(target.feature_channels[i], source.feature_channels[j]) for i, j in pairs])
-    method = construct(args.loss, **available)
-    proxy_anchor = construct("Proxy_Anchor", **available) if method_cls.with_proxy_anchor else None
+    pairs = pair_feature_maps(target, source, LOSSES[args.loss]) if source is not None else []
+    # The run's quantities; each loss takes the ones its `options` name (losses.build_loss).
+    run = dict(sigma=args.sigma, delta=args.delta, nb_classes=train_set.nb_classes(),
+               sz_embed=args.embedding_size, mrg=args.mrg, alpha=args.alpha, t_dim=target.feat_dim,
+               s_dim=source.feat_dim if source is not None else None, n_data=len(train_set) * args.view,
+               nce_k=args.nce_k, channels=[(target.feature_channels[i], source.feature_channels[j]) for i, j in pairs])
+
+    def loss(name):
+        return build_loss(name, **{k: run[k] for k in LOSSES[name].options})
+
+    proxy_anchor = loss("Proxy_Anchor") if args.loss in WITH_PROXY_ANCHOR else None
     slot_labels = torch.as_tensor(train_set.ys, dtype=torch.long).repeat(args.view)
-    return TransferObjective(method, runner or target, source, args.view, slot_labels, pairs, proxy_anchor,
+    return TransferObjective(loss(args.loss), runner or target, source, args.view, slot_labels, pairs, proxy_anchor,
                              nce_k=args.nce_k, generator=torch.Generator().manual_seed(args.seed + 2),
                              amp_dtype=AMP_DTYPES[args.amp], channels_last=args.channels_last,
                              input_models=(args.model, args.source_model)).to(device)
-
-
-def param_groups(args, target, objective):
-    """Target network at --lr; the losses' own modules at --lr, their proxies at 100x (reference)."""
-    groups = [{"params": [p for _, p in target.trainable_parameters()], "lr": args.lr}]
-    for loss in (objective.method, objective.proxy_anchor):
-        named = list(loss.named_parameters()) if loss is not None else []
-        for is_proxy, factor in ((False, 1), (True, 100)):
-            params = [p for n, p in named if (n == "proxies") == is_proxy]
-            if params:
-                groups.append({"params": params, "lr": args.lr * factor})
-    return groups
 
 
 def main(args):
@@ -146,34 +144,36 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    train_loader, eval_loader, val_loader = build_loaders(args, args.model, args.view, args.seed)
-    train_set = train_loader.dataset
-    target = prepare_network(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                                         l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)), args, device)
-    source = build_source(args, device) if any(k.startswith("s_") for k in LOSSES[args.loss].inputs) else None
+    loaders = build_loaders(args, args.model, args.view, args.seed)
+    target = distributed.prepare(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                                             l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)),
+                                 device, args.channels_last, args.sync_bn)
+    source = build_source(args, device) if needs_source(args.loss) else None
     warmup = Warmup(target, args.warm)
     runner, target = distributed.wrap(target, device, find_unused=args.warm > 0)
-    objective = build_objective(args, target, source, train_set, device, runner)
-    optimizer = build_optimizer(args.optimizer, param_groups(args, target, objective), args.lr, args.weight_decay)
+    objective = build_objective(args, target, source, loaders.train.dataset, device, runner)
+    optimizer = build_optimizer(args.optimizer, param_groups(target, objective.losses(), args.lr), args.lr,
+                                args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    scaler = grad_scaler(args.amp, device)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Target")
-    prefix = f"{args.dataset}_{args.model}"
-    print(f"{describe_splits(train_set, eval_loader, val_loader)}; {args.loss}: "
-          f"{args.model}-{args.embedding_size}"
+    checkpointer = Checkpointer(log.dir, dict(model=target, optimizer=optimizer, lr_scheduler=scheduler,
+                                              loss=objective, scaler=scaler),
+                                {**loaders.generators, "crd": objective.generator})
+    print(f"{describe_splits(loaders)}; {args.loss}: {args.model}-{args.embedding_size}"
           + (f" from {args.source_model}-{args.source_embedding_size}" if source is not None else "")
           + f" on {device} x {distributed.world_size()}; logs in {log.dir}", flush=True)
 
-    def on_best(epoch, recalls):
-        if args.save:
-            log.save_best(target, os.path.join(log.dir, f"{prefix}_best.pth"), epoch, recalls)
-
-    scaler = grad_scaler(args, device)
-    state = {"model": target, "optimizer": optimizer, "lr_scheduler": scheduler, "loss": objective}
-    checkpointer = Checkpointer(log.dir, {**state, **({"scaler": scaler} if scaler else {})},
-                                loader_generators(train_loader, objective.generator))
-    return fit(target, lambda batch: objective(*batch), train_loader, eval_loader, optimizer, scheduler, device,
-               args, log, on_best, checkpointer, warmup, scaler=scaler,
-               after_backward=objective.sync_grads if distributed.world_size() > 1 else None, val_loader=val_loader)
+    with EpochLoop(args, optimizer, checkpointer, log, selection_key(loaders.val is not None)) as loop:
+        for epoch in loop:
+            warmup.set(epoch)
+            target.train()
+            loss, stopped = train_one_epoch(objective, loaders.train, optimizer, epoch, loop.deadline, scaler)
+            scheduler.step()
+            scores = score_epoch(target, loaders, loop.best, device, recall_ks(args.dataset), args.channels_last)
+            if loop.record(epoch, loss, scores, stopped) and args.save:
+                log.save_best(target, os.path.join(log.dir, f"{args.dataset}_{args.model}_best.pth"), epoch, scores)
+    return loop.best
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(ROOT, "code"))
 import train_source  # noqa: E402
 import train_target  # noqa: E402
 from dataset import build_dataset  # noqa: E402
-from dataset.emoji import prepare_emoji, raw_pixel_embeddings  # noqa: E402
+from emoji_prep.baseline import raw_pixel_embeddings  # noqa: E402  (scripts/ is on sys.path)
+from emoji_prep.prepare import prepare_emoji  # noqa: E402
 from errors import UserError  # noqa: E402
 from metrics import recall_at_k  # noqa: E402
 

@@ -76,7 +76,8 @@ def determinism(cuda, tmp):
         states.append(torch.load(ckpt, weights_only=True)["model"])
     diff = max(float((states[0][k].double() - states[1][k].double()).abs().max()) for k in states[0]
                if states[0][k].is_floating_point())
-    line = f"two --deterministic runs (resnet18, 1 epoch, {'cuda' if cuda else 'cpu'}): max |weight difference| {diff:g}"
+    line = (f"two --deterministic runs (resnet18, 1 epoch, {'cuda' if cuda else 'cpu'}): "
+            f"max |weight difference| {diff:g}")
     print(f"Determinism: {line}", flush=True)
     return f"## Determinism\n\n{line}\n", diff == 0
 
@@ -108,8 +109,8 @@ def main(argv=None):
         text, equal = determinism(cuda, tmp)
     parts.append(text)
     if gpus >= 2:
-        parts.append(section("DDP equality with NCCL (2 processes)", [py, "-m", "pytest", "-q", "tests/test_distributed.py"],
-                             150, keep=10))
+        parts.append(section("DDP equality with NCCL (2 processes)",
+                             [py, "-m", "pytest", "-q", "tests/test_distributed.py"], 150, keep=10))
     else:
         parts.append(skipped("DDP equality with NCCL (2 processes)", f"{gpus} GPU(s); it needs two or more"))
     os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)

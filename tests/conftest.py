@@ -13,6 +13,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
 
+# Tests that train or run the entry points (seconds to minutes each) are marked `e2e`: `make
+# test-fast` leaves them out, `make test` (CI) runs everything. A test is e2e when it uses the
+# end-to-end fixtures below, or says so with @pytest.mark.e2e.
+E2E_FIXTURES = {"tiny_flags", "source_ckpt"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def image_check_cache(tmp_path_factory):
     """The remembered image checks of the tests' trees go in a temporary folder, not ~/.cache."""

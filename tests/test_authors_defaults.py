@@ -14,9 +14,9 @@ import torch
 import train_source
 import train_target
 from dataset import build_transform, convert_input
-from engine import Warmup
+from optim import Warmup
 from models import build_model
-from runtime import select_device
+from distributed import select_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -32,7 +32,8 @@ def test_released_style_checkpoint_needs_its_architecture(tiny_cub, source_ckpt,
     base = ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0", "--ckpt", str(bare)]
     with pytest.raises(UserError, match="--model resnet_narrow --embedding-size 32"):
         run(base)   # the defaults (BN-Inception-512) do not fit; the message says what does
-    assert set(run(base + ["--model", "resnet_narrow", "--embedding-size", "32"])) == {"R@1", "R@2", "R@4", "R@8", "MAP@R", "RP"}
+    assert set(run(base + ["--model", "resnet_narrow", "--embedding-size", "32"])) == \
+        {"R@1", "R@2", "R@4", "R@8", "MAP@R", "RP"}
 
 
 def test_missing_checkpoint_is_an_error_not_an_untrained_model(tiny_cub, tmp_path):
@@ -71,7 +72,7 @@ def test_save_embeddings(tiny_cub, source_ckpt, tmp_path):
 def test_visualize_draws_the_nearest_neighbours(tiny_cub, source_ckpt, tmp_path):
     import numpy as np
     import PIL.Image
-    from retrieval_grid import GREEN, RED, pick_queries
+    from reporting.retrieval_grid import GREEN, RED, pick_queries
     out, emb = tmp_path / "grid.png", tmp_path / "emb.npz"
     run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0",
          "--ckpt", source_ckpt, "--visualize", "4", "--visualize-k", "3", "--visualize-out", str(out),

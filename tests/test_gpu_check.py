@@ -9,6 +9,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU this is the real, 8-minute check")
 def test_gpu_check_runs_on_the_cpu(tmp_path):
     report = tmp_path / "gpu_report.md"

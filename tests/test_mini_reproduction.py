@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.e2e
 def test_mini_reproduction_runs_resumes_and_tabulates(tiny_cub, tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "DATASET": "cub", "DATA_DIR": str(tiny_cub),
            "OUT": str(tmp_path / "runs"), "MISC": str(tmp_path / "misc"), "EPOCHS": "1", "SOURCE_EPOCHS": "1",

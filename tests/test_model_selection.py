@@ -5,16 +5,19 @@ import re
 import pytest
 import torch
 
-import engine
+import evaluation
+import loaders
+from loaders import Loaders
 import train_target
 from dataset import build_dataset
 from errors import UserError
-from runs import Run
+from records import improves, selection_key
+from reporting.runs import Run
 
 
 def test_held_out_classes_are_disjoint_relabelled_and_fixed(cub_dir):
     train = build_dataset("cub", str(cub_dir), "train", transform="train-tf")
-    part, val = engine.hold_out_classes(train, 0.2, transform="eval-tf")
+    part, val = loaders.hold_out_classes(train, 0.2, transform="eval-tf")
     assert val.nb_classes() == 20 and part.nb_classes() == 80
     assert sorted(set(part.ys)) == list(range(80)) and sorted(set(val.ys)) == list(range(20))
     assert not set(part.im_paths) & set(val.im_paths)
@@ -25,7 +28,7 @@ def test_held_out_classes_are_disjoint_relabelled_and_fixed(cub_dir):
     for ds in (part, val):
         pairs = {(old[p], y) for p, y in zip(ds.im_paths, ds.ys)}
         assert len({o for o, _ in pairs}) == len(pairs) == len({y for _, y in pairs})
-    assert engine.hold_out_classes(train, 0.2, None)[1].im_paths == val.im_paths   # same classes every time
+    assert loaders.hold_out_classes(train, 0.2, None)[1].im_paths == val.im_paths   # same classes every time
     assert len(train.ys) == 133   # the original is left as it was
 
 
@@ -33,7 +36,7 @@ def test_per_image_lists_follow_the_split(cub_dir):
     train = build_dataset("cub", str(cub_dir), "train")
     train.vendors = [f"v{i}" for i in range(len(train.ys))]
     train.classes = [f"c{c}" for c in range(train.nb_classes())]
-    _, val = engine.hold_out_classes(train, 0.1, None)
+    _, val = loaders.hold_out_classes(train, 0.1, None)
     index = {p: i for i, p in enumerate(train.im_paths)}
     assert val.vendors == [f"v{index[p]}" for p in val.im_paths]
     assert [val.classes[y] for y in val.ys] == [f"c{train.ys[index[p]]}" for p in val.im_paths]
@@ -43,7 +46,7 @@ def test_per_image_lists_follow_the_split(cub_dir):
 def test_bad_fractions_are_explained(cub_dir, fraction):
     train = build_dataset("cub", str(cub_dir), "train")
     with pytest.raises(UserError, match="--val-classes"):
-        engine.hold_out_classes(train, fraction, None)
+        loaders.hold_out_classes(train, fraction, None)
 
 
 def test_test_split_is_scored_only_when_validation_improves(monkeypatch):
@@ -56,17 +59,17 @@ def test_test_split_is_scored_only_when_validation_improves(monkeypatch):
         test_calls.append(1)
         return {"R@1": 0.9, "MAP@R": 0.2, "RP": 0.2}
 
-    monkeypatch.setattr(engine, "evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
     best, records = None, []
     for epoch in range(3):
-        rec = engine.score_epoch(None, "test", "val", best, "cpu", [1], False)
+        rec = evaluation.score_epoch(None, Loaders(None, "test", "val", {}), best, "cpu", [1], False)
         records.append(rec)
-        if best is None or rec["val/R@1"] > best[1]["val/R@1"]:
+        if improves(rec, best, selection_key(True)):
             best = (epoch, rec)
     assert ["R@1" in r for r in records] == [True, False, True] and len(test_calls) == 2
     assert best[0] == 2 and best[1]["R@1"] == 0.9
     # Without a validation split: the test split, every epoch (the paper's protocol).
-    assert engine.score_epoch(None, "test", None, best, "cpu", [1]) == {"R@1": 0.9, "MAP@R": 0.2, "RP": 0.2}
+    assert evaluation.score_epoch(None, Loaders(None, "test", None, {}), best, "cpu", [1]) == {"R@1": 0.9, "MAP@R": 0.2, "RP": 0.2}
 
 
 def test_train_target_selects_on_validation_classes(tiny_cub, tiny_flags, source_ckpt, tmp_path, capsys):

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-import paper_results
+from reporting import paper_results
 from losses import LOSSES
-from paper_results import PAPER, load_paper_results, paper_source_value, paper_value
-from runs import Run
-from tables import SOURCE_ROW
+from reporting.paper_results import PAPER, load_paper_results, paper_source_value, paper_value
+from reporting.runs import Run
+from reporting.tables import SOURCE_ROW
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_CSV = os.path.join(ROOT, "..", "shared", "paper", "paper_results.csv")

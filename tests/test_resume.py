@@ -99,15 +99,15 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(tiny_cub, tiny_flags, sour
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tiny_cub, tiny_flags, source_ckpt, tmp_path, monkeypatch):
-    import transfer
-    real = transfer.TransferObjective.forward
+    import objectives
+    real = objectives.TransferObjective.forward
     calls = {"n": 0}
 
     def forward(self, *a):
         calls["n"] += 1
         loss = real(self, *a)
         return loss * float("nan") if calls["n"] > 12 else loss   # epoch 0 has 11 steps
-    monkeypatch.setattr(transfer.TransferObjective, "forward", forward)
+    monkeypatch.setattr(objectives.TransferObjective, "forward", forward)
     with pytest.raises(UserError, match="at epoch 1, step 1"):
         train_target.main(train_target.get_args_parser().parse_args(argv(tiny_flags, tiny_cub, tmp_path, source_ckpt)))
     assert torch.load(tmp_path / "logs_cub" / RUN / "checkpoint.pth", weights_only=True)["epoch"] == 0

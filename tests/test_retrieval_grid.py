@@ -4,7 +4,7 @@ import PIL.Image
 import pytest
 import torch
 
-from retrieval_grid import GREEN, GREY, RED, draw_grid, nearest_neighbours, pick_queries
+from reporting.retrieval_grid import GREEN, GREY, RED, draw_grid, nearest_neighbours, pick_queries
 
 
 def test_nearest_neighbours_excludes_the_query_and_matches_brute_force():

@@ -10,9 +10,9 @@ import PIL.Image
 import pytest
 
 from errors import UserError
-from paper_results import paper_value, setting_name
-from runs import Run, find_runs
-from tables import csv_rows, group_runs, markdown
+from reporting.paper_results import paper_value, setting_name
+from reporting.runs import Run, find_runs
+from reporting.tables import csv_rows, group_runs, markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = {"source_ckpt": "s.pth", "source_model": "bn_inception", "source_embedding_size": 512,

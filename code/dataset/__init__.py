@@ -14,7 +14,7 @@ from .emoji import EmojiDataset
 from .image_check import check_images
 from .sampler import BalancedBatchSampler, RankBatchSampler
 from .sop import SOP
-from .transforms import build_transform, convert_input, repeat_for_views, views_to_batch
+from .transforms import build_transform, convert_input
 
 # Keys are the CLI's --dataset values (the reference's names).
 DATASETS = {"cub": CUBirds, "cars": Cars, "SOP": SOP, "emoji": EmojiDataset}
@@ -30,4 +30,4 @@ def build_dataset(name, data_dir, mode, transform=None):
 
 
 __all__ = ["DATASETS", "build_dataset", "check_images", "BaseDataset", "load_image", "BalancedBatchSampler", "RankBatchSampler",
-           "build_transform", "convert_input", "repeat_for_views", "views_to_batch", *(c.__name__ for c in DATASETS.values())]
+           "build_transform", "convert_input", *(c.__name__ for c in DATASETS.values())]

@@ -1,13 +1,24 @@
-"""Image transforms of the reference (Proxy-Anchor's `make_transform`) and multi-view batching."""
+"""Image transforms of the reference (Proxy-Anchor's `make_transform`), and each network's input
+space (BN-Inception's Caffe BGR 0-255, EfficientNet-Lite's (x*255-127)/128, the others' ImageNet RGB)."""
 import PIL.Image
 import torch
 from torchvision import transforms as T
 
 from errors import UserError
+from views import MultiView
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 # The Caffe-converted BN-Inception expects BGR pixels in [0, 255] minus the Caffe mean.
 INCEPTION_MEAN, INCEPTION_STD = [104, 117, 128], [1, 1, 1]
+# EfficientNet-Lite: RGB (x * 255 - 127) / 128 (MEAN_RGB, STDDEV_RGB of TF's efficientnet_lite_builder).
+LITE_MEAN, LITE_STD = [127, 127, 127], [128, 128, 128]
+# (BGR, scale, mean, std) of the pixels each network expects; any other gets IMAGENET_SPACE.
+IMAGENET_SPACE = (False, 1.0, IMAGENET_MEAN, IMAGENET_STD)
+INPUT_SPACES = {
+    "bn_inception": (True, 255.0, INCEPTION_MEAN, INCEPTION_STD),
+    "efficientnet_lite0": (False, 255.0, LITE_MEAN, LITE_STD),
+    "efficientnet_lite2": (False, 255.0, LITE_MEAN, LITE_STD),
+}
 
 
 class RGBToBGR:
@@ -25,25 +36,13 @@ class ScaleTo255:
         return x * 255
 
 
-class MultiView:
-    """Apply a random transform `views` times independently: PIL image -> (V, 3, H, W).
-
-    A class rather than a closure so that DataLoader workers can pickle it.
-    """
-
-    def __init__(self, transform, views):
-        self.transform, self.views = transform, views
-
-    def __call__(self, im):
-        return torch.stack([self.transform(im) for _ in range(self.views)])
-
-
 def build_transform(model_name, train, views=1, crop_size=224, flip=True, scale=(0.08, 1.0)):
     """PIL image -> (3, crop, crop) tensor, or (views, 3, crop, crop) when views > 1.
 
     train: RandomResizedCrop(crop, scale) (+ RandomHorizontalFlip when `flip`);
     eval:  Resize(crop * 256/224) + CenterCrop(crop), deterministic.
-    `bn_inception` gets BGR [0, 255] Caffe normalisation; every other backbone ImageNet mean/std.
+    Pixels as input_space(model_name) says: BN-Inception's Caffe BGR [0, 255], EfficientNet-Lite's
+    (x * 255 - 127) / 128, every other backbone's ImageNet mean/std.
     """
     if not isinstance(views, int) or views < 1:
         raise UserError(f"--view must be a positive integer, got {views!r}.")
@@ -51,20 +50,16 @@ def build_transform(model_name, train, views=1, crop_size=224, flip=True, scale=
         geometry = [T.RandomResizedCrop(crop_size, scale=scale)] + ([T.RandomHorizontalFlip()] if flip else [])
     else:
         geometry = [T.Resize(round(crop_size * 256 / 224)), T.CenterCrop(crop_size)]
-    if model_name == "bn_inception":
-        tf = T.Compose([RGBToBGR(), *geometry, T.ToTensor(), ScaleTo255(),
-                        T.Normalize(INCEPTION_MEAN, INCEPTION_STD)])
-    else:
-        tf = T.Compose([*geometry, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    bgr, pixel_scale, mean, std = input_space(model_name)
+    tf = T.Compose([*([RGBToBGR()] if bgr else []), *geometry, T.ToTensor(),
+                    *([ScaleTo255()] if pixel_scale == 255 else []), T.Normalize(mean, std)])
     return MultiView(tf, views) if views > 1 else tf
 
 
 def input_space(model_name):
-    """(BGR, scale, mean, std) of the pixels a network expects: BN-Inception Caffe's, all others
-    torchvision's ImageNet convention (build_transform applies the same)."""
-    if model_name == "bn_inception":
-        return True, 255.0, INCEPTION_MEAN, INCEPTION_STD
-    return False, 1.0, IMAGENET_MEAN, IMAGENET_STD
+    """(BGR, scale, mean, std) of the pixels a network expects (INPUT_SPACES), torchvision's ImageNet
+    convention for all networks not listed there (build_transform applies the same)."""
+    return INPUT_SPACES.get(model_name, IMAGENET_SPACE)
 
 
 def convert_input(x, from_model, to_model):
@@ -81,25 +76,3 @@ def convert_input(x, from_model, to_model):
     if bgr != bgr_to:
         pixels = pixels.flip(1)
     return (pixels * scale_to - stats(mean_to)) / stats(std_to)
-
-
-def views_to_batch(x):
-    """Collated multi-view images (B, V, 3, H, W) -> view-major batch (V*B, 3, H, W).
-
-    Row v*B + i is view v of image i: all first views, then all second views, so that the losses
-    find the two views of image i at rows i and i + B. A (B, 3, H, W) batch (views=1) is
-    returned unchanged.
-    """
-    if x.dim() == 4:
-        return x
-    return x.transpose(0, 1).reshape(-1, *x.shape[2:])
-
-
-def repeat_for_views(t, views, offset=0):
-    """Per-image values (B,) -> per-row values (V*B,) matching `views_to_batch`'s order.
-
-    Labels: `repeat_for_views(labels, V)` (== labels.repeat(V)). Dataset indices for CRD's memory
-    banks: pass offset=len(dataset) so that view v of image i gets its own slot i + v*len(dataset)
-    (the reference reused one slot for both views).
-    """
-    return torch.cat([t + v * offset for v in range(views)]) if offset else t.repeat(views)

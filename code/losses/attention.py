@@ -13,7 +13,7 @@ class AttentionLoss(nn.Module):
     attention maps. Channel counts may differ; spatial sizes must match."""
 
     inputs = ("t_maps", "s_maps")
-    with_proxy_anchor = True
+    options = ()   # what the trainer passes (losses.build_loss)
     # The authors pair blocks 1-3 of ResNet-50/101 targets; ResNet-18 targets add block 4.
     target_maps = {"resnet50": 3, "resnet101": 3}
 

@@ -76,7 +76,7 @@ class CRDLoss(nn.Module):
     """
 
     inputs = ("t_pool", "s_pool", "index", "contrast_index")
-    with_proxy_anchor = True
+    options = ("t_dim", "s_dim", "n_data", "nce_k")   # what the trainer passes (losses.build_loss)
 
     def __init__(self, t_dim, s_dim, n_data, feat_dim=128, nce_k=4096, nce_t=0.07, nce_m=0.5):
         super().__init__()

@@ -16,7 +16,7 @@ class DarkRankLoss(nn.Module):
     """
 
     inputs = ("t_emb", "s_emb", "labels")
-    with_proxy_anchor = False
+    options = ()   # what the trainer passes (losses.build_loss)
 
     def __init__(self, alpha=3, beta=3, permute_len=4, triplet_weight=1.0, triplet_margin=0.2):
         super().__init__()

@@ -9,7 +9,7 @@ class FitNetLoss(nn.Module):
     The regressors are trained with the target network (they are this module's parameters)."""
 
     inputs = ("t_maps", "s_maps")
-    with_proxy_anchor = True
+    options = ("channels",)   # what the trainer passes (losses.build_loss)
 
     def __init__(self, channels):
         super().__init__()

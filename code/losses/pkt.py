@@ -18,7 +18,7 @@ class PKTLoss(nn.Module):
     similarity distribution T from the source's S."""
 
     inputs = ("t_emb", "s_emb")
-    with_proxy_anchor = False
+    options = ()   # what the trainer passes (losses.build_loss)
 
     def forward(self, t_emb, s_emb):
         T, S = _conditional_probs(t_emb), _conditional_probs(s_emb)

@@ -13,7 +13,7 @@ class ProxyAnchorLoss(nn.Module):
         log(1 + sum over the other classes' samples of exp(alpha * (cos + mrg)))."""
 
     inputs = ("t_emb", "labels")
-    with_proxy_anchor = False
+    options = ("nb_classes", "sz_embed", "mrg", "alpha")   # what the trainer passes (losses.build_loss)
 
     def __init__(self, nb_classes, sz_embed, mrg=0.1, alpha=32):
         super().__init__()

@@ -39,7 +39,7 @@ class RelaxedContrastiveLoss(nn.Module):
     """Sum over pairs i != j of W*D^2 + (1-W)*relu(delta-D)^2, divided by N."""
 
     inputs = ("t_emb", "s_emb")
-    with_proxy_anchor = False
+    options = ("sigma", "delta")   # what the trainer passes (losses.build_loss)
 
     def __init__(self, sigma=1, delta=1):
         super().__init__()
@@ -71,7 +71,7 @@ class RelaxedMSLoss(nn.Module):
     """
 
     inputs = ("t_emb", "s_emb")
-    with_proxy_anchor = False
+    options = ("sigma", "delta")   # what the trainer passes (losses.build_loss)
 
     def __init__(self, sigma=1, delta=1, scale_pos=1, scale_neg=2):
         super().__init__()

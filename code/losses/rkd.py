@@ -23,7 +23,7 @@ class RKDLoss(nn.Module):
     the source side carries no gradient."""
 
     inputs = ("t_emb", "s_emb")
-    with_proxy_anchor = False
+    options = ()   # what the trainer passes (losses.build_loss)
 
     def __init__(self, dist_weight=1, angle_weight=2):
         super().__init__()

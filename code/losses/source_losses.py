@@ -15,6 +15,7 @@ from pytorch_metric_learning.regularizers import LpRegularizer
 
 from errors import UserError
 
+from . import build_from
 from .proxy_anchor import ProxyAnchorLoss
 
 
@@ -24,6 +25,9 @@ class ProxyNCALoss(nn.Module):
     embeddings and L2-normalised proxies, softmax scale 32. The authors' train_source.py built the
     class without its class count and embedding size and crashed; here both are passed
     (build_source_loss)."""
+
+    inputs = ("t_emb", "labels")
+    options = ("nb_classes", "sz_embed")
 
     def __init__(self, nb_classes, sz_embed, scale=32):
         super().__init__()
@@ -46,6 +50,9 @@ class MultiSimilarityLoss(nn.Module):
     beta=50, base=0.5; cosine similarity of L2-normalised embeddings), the authors'
     `MultiSimilarityLoss` class (DML_losses.py)."""
 
+    inputs = ("t_emb", "labels")
+    options = ()
+
     def __init__(self, thresh=0.5, epsilon=0.1, scale_pos=2, scale_neg=50):
         super().__init__()
         self.miner = miners.MultiSimilarityMiner(epsilon=epsilon)
@@ -59,6 +66,9 @@ class ContrastiveLoss(nn.Module):
     """pml `ContrastiveLoss(neg_margin=0.5)` (positive margin 0, Euclidean distance of
     L2-normalised embeddings, all pairs, mean over the non-zero terms), the authors'
     `ContrastiveLoss` class (DML_losses.py)."""
+
+    inputs = ("t_emb", "labels")
+    options = ()
 
     def __init__(self, margin=0.5):
         super().__init__()
@@ -74,6 +84,9 @@ class TripletLoss(nn.Module):
     margin 0.1 and semi-hard triplets instead). The authors give the miner
     `type_of_triplets='DistanceWeightedMiner'`, which is not one of the miner's types; pml then keeps
     every triplet that violates the margin, i.e. type "all", which is what is passed here."""
+
+    inputs = ("t_emb", "labels")
+    options = ()
 
     def __init__(self, margin=0.2):
         super().__init__()
@@ -92,6 +105,9 @@ class NPairLoss(nn.Module):
     `distance=DotProductSimilarity(normalize_embeddings=False)` and, for a non-zero `l2_reg`, an
     `LpRegularizer` (mean L2 norm of the embeddings) weighted by `l2_reg`."""
 
+    inputs = ("t_emb", "labels")
+    options = ()
+
     def __init__(self, l2_reg=0):
         super().__init__()
         reg = {"embedding_regularizer": LpRegularizer(), "embedding_reg_weight": l2_reg} if l2_reg else {}
@@ -105,14 +121,11 @@ SOURCE_LOSSES = {"Proxy_Anchor": ProxyAnchorLoss, "Proxy_NCA": ProxyNCALoss, "MS
                  "Contrastive": ContrastiveLoss, "Triplet": TripletLoss, "NPair": NPairLoss}
 
 
-def build_source_loss(name, nb_classes, sz_embed, mrg=0.1, alpha=32):
-    """As the authors' train_source.py builds the criterion: Proxy-Anchor with (mrg, alpha), the
-    others with their class defaults; Proxy-NCA also with its class count and embedding size (the
-    authors' script omitted them and crashed)."""
-    if name == "Proxy_Anchor":
-        return ProxyAnchorLoss(nb_classes=nb_classes, sz_embed=sz_embed, mrg=mrg, alpha=alpha)
-    if name == "Proxy_NCA":
-        return ProxyNCALoss(nb_classes=nb_classes, sz_embed=sz_embed)
-    if name in SOURCE_LOSSES:
-        return SOURCE_LOSSES[name]()
-    raise UserError(f"unknown --loss {name!r} for a source network; valid: {', '.join(SOURCE_LOSSES)}")
+def build_source_loss(name, **available):
+    """The criterion of train_source.py `--loss name`, given the run's quantities (nb_classes,
+    sz_embed, mrg, alpha): each loss takes its `options` (losses.build_from). Proxy-Anchor as the
+    authors build it; Proxy-NCA also with its class count and embedding size (the authors' script
+    omitted them and crashed)."""
+    if name not in SOURCE_LOSSES:
+        raise UserError(f"unknown --loss {name!r} for a source network; valid: {', '.join(SOURCE_LOSSES)}")
+    return build_from(SOURCE_LOSSES, name, {k: available[k] for k in SOURCE_LOSSES[name].options})

@@ -5,6 +5,7 @@ import torch
 
 from errors import UserError
 from .pretrained import load_into, read_weight_file
+from .registry import MODELS
 
 
 def state_dict_of(ckpt, path):
@@ -26,8 +27,6 @@ def state_dict_of(ckpt, path):
 
 def guess_architecture(sd):
     """(name, embedding_size) of the registered network whose state_dict matches `sd`, or None."""
-    from . import MODELS  # here, not at the top: models/__init__.py imports this module
-
     w = sd.get("model.embedding.weight")
     if not isinstance(w, torch.Tensor) or w.dim() != 2:
         return None

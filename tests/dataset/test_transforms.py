@@ -3,7 +3,8 @@ import PIL.Image
 import pytest
 import torch
 
-from dataset import build_transform, repeat_for_views, views_to_batch
+from dataset import build_transform
+from views import repeat_for_views, views_to_batch
 from errors import UserError
 
 RGB = (10, 100, 200)

@@ -124,10 +124,16 @@ def test_gradcheck_after_z_is_set():
 
 
 def test_backward_after_a_later_batch_updated_the_buffers():
+    """The memory update of a later batch must not change (or break) an earlier batch's gradient."""
+    t, s, index, contrast = batch(7)
+    t.requires_grad_(True)
+    expected = torch.autograd.grad(make_loss()(t, s, index, contrast), t)[0]
     loss = make_loss()
-    first = loss(*batch(7))
+    first = loss(t, s, index, contrast)
     loss(*batch(8))
     first.backward()   # the buffers were written in place after `first` was built
+    assert torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+    torch.testing.assert_close(t.grad, expected)
 
 
 def test_contrast_index_shape_is_checked():

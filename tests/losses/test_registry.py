@@ -1,9 +1,11 @@
+import inspect
+
 import pytest
 import torch
 import torch.nn as nn
 
 from errors import UserError
-from losses import INPUT_NAMES, LOSSES, build_loss, call_loss
+from losses import INPUT_NAMES, LOSSES, build_loss, call_loss, constructor_parameters, is_batchwise, needs_source
 from losses.crd import sample_contrast_index
 
 NAMES = ["Relaxed_Contra", "Relaxed_MS", "RKD", "PKT", "DarkRank", "Attention", "FitNet", "CRD",
@@ -22,8 +24,31 @@ def test_inputs_from_vocabulary(name):
     assert set(inputs) <= set(INPUT_NAMES)
 
 
-def test_with_proxy_anchor():
-    assert {n for n, cls in LOSSES.items() if cls.with_proxy_anchor} == {"Attention", "FitNet", "CRD"}
+def test_what_each_loss_needs_follows_from_its_inputs():
+    assert [n for n in NAMES if needs_source(n)] == NAMES[:-1]                  # all but Proxy_Anchor
+    assert [n for n in NAMES if not is_batchwise(LOSSES[n])] == ["Attention", "FitNet"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_options_are_constructor_parameters(name):
+    params = constructor_parameters(LOSSES[name])
+    assert set(LOSSES[name].options) <= set(params)
+    required = {k for k, v in params.items() if v.default is inspect.Parameter.empty}
+    assert required <= set(LOSSES[name].options)
+
+
+def test_building_fails_loudly_on_a_missing_or_unused_argument(monkeypatch):
+    with pytest.raises(TypeError, match=r"missing \['delta'\]"):
+        build_loss("Relaxed_Contra", sigma=0.5)
+    with pytest.raises(TypeError, match=r"not taken \['bandwidth'\]"):
+        build_loss("Relaxed_Contra", sigma=0.5, delta=1, bandwidth=2)
+    # A constructor parameter renamed without its option: the option's value would be dropped.
+    class Renamed(LOSSES["Relaxed_Contra"]):
+        def __init__(self, bandwidth=1, delta=1):
+            super().__init__(bandwidth, delta)
+    monkeypatch.setitem(LOSSES, "Relaxed_Contra", Renamed)
+    with pytest.raises(TypeError, match="options names \\['sigma'\\]"):
+        build_loss("Relaxed_Contra", sigma=2, delta=1)
 
 
 def test_unknown_name_lists_valid_ones():
@@ -40,7 +65,9 @@ def test_build_loss_passes_arguments():
 KWARGS = {
     "FitNet": dict(channels=[(4, 6), (8, 12)]),
     "CRD": dict(t_dim=8, s_dim=12, n_data=16, feat_dim=8, nce_k=5),
-    "Proxy_Anchor": dict(nb_classes=4, sz_embed=5),
+    "Proxy_Anchor": dict(nb_classes=4, sz_embed=5, mrg=0.1, alpha=32),
+    "Relaxed_Contra": dict(sigma=1, delta=1),
+    "Relaxed_MS": dict(sigma=1, delta=1),
 }
 
 

@@ -146,28 +146,31 @@ def test_npair_l2_regulariser_is_the_mean_embedding_norm():
         torch.testing.assert_close(NPairLoss(l2_reg=0.1)(emb, labels), expected)
 
 
+RUN = dict(nb_classes=7, sz_embed=12, mrg=0.1, alpha=32)   # the run's quantities train_source passes
+
+
 def test_build_source_loss_uses_the_authors_defaults():
-    nca = build_source_loss("Proxy_NCA", 7, 12)
+    nca = build_source_loss("Proxy_NCA", **RUN)
     assert tuple(nca.loss_func.proxies.shape) == (7, 12) and nca.loss_func.softmax_scale == 32
-    pa = build_source_loss("Proxy_Anchor", 7, 12, mrg=0.2, alpha=16)
+    pa = build_source_loss("Proxy_Anchor", nb_classes=7, sz_embed=12, mrg=0.2, alpha=16)
     assert type(pa) is ProxyAnchorLoss and (pa.mrg, pa.alpha) == (0.2, 16)
-    tri = build_source_loss("Triplet", 7, 12)
+    tri = build_source_loss("Triplet", **RUN)
     assert (tri.miner.margin, tri.miner.type_of_triplets, tri.loss_func.margin) == (0.2, "all", 0.2)
-    ms = build_source_loss("MS", 7, 12)
+    ms = build_source_loss("MS", **RUN)
     assert (ms.miner.epsilon, ms.loss_func.alpha, ms.loss_func.beta, ms.loss_func.base) == (0.1, 2, 50, 0.5)
-    contra = build_source_loss("Contrastive", 7, 12)
+    contra = build_source_loss("Contrastive", **RUN)
     assert (contra.loss_func.pos_margin, contra.loss_func.neg_margin) == (0, 0.5)
-    npair = build_source_loss("NPair", 7, 12)
+    npair = build_source_loss("NPair", **RUN)
     assert not npair.loss_func.distance.normalize_embeddings and npair.loss_func.embedding_regularizer is None
     assert list(SOURCE_LOSSES) == ["Proxy_Anchor", "Proxy_NCA", "MS", "Contrastive", "Triplet", "NPair"]
     with pytest.raises(UserError, match="Proxy_Anchor, Proxy_NCA"):
-        build_source_loss("Nope", 7, 12)
+        build_source_loss("Nope", **RUN)
 
 
 @pytest.mark.parametrize("name", ["Proxy_NCA", "MS", "Contrastive", "Triplet", "NPair"])
 def test_float32_batches_give_finite_losses_and_gradients(name):
     emb, labels = batch(3)
     emb = emb.detach().float().requires_grad_(True)
-    loss = build_source_loss(name, 6, 16)(emb, labels)
+    loss = build_source_loss(name, nb_classes=6, sz_embed=16, mrg=0.1, alpha=32)(emb, labels)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(emb.grad).all()

@@ -8,11 +8,13 @@ from errors import UserError
 from models import MODELS, build_model
 
 # name -> input size that the network divides evenly (small, to keep the suite fast)
-SIZES = {"bn_inception": 64, "resnet18": 64, "resnet50": 64, "resnet101": 64, "resnet_narrow": 48, "resnet_tiny": 32}
+SIZES = {"bn_inception": 64, "resnet18": 64, "resnet50": 64, "resnet101": 64, "resnet_narrow": 48, "resnet_tiny": 32,
+         "efficientnet_lite0": 64, "efficientnet_lite2": 64}
 
 
 def test_registry_names():
-    assert set(MODELS) == {"bn_inception", "resnet18", "resnet50", "resnet101", "resnet_narrow", "resnet_tiny"}
+    assert set(MODELS) == {"bn_inception", "resnet18", "resnet50", "resnet101", "resnet_narrow", "resnet_tiny",
+                           "efficientnet_lite0", "efficientnet_lite2"}
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))

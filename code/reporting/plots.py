@@ -1,57 +1,21 @@
-"""Figures (PNG): a run's curves, several runs' curves side by side, and the bar chart of a
-results table. matplotlib's Figure objects draw without pyplot, so no display or backend is needed."""
+"""Figures (PNG) of finished runs: a run's curves, several runs' curves side by side, and the bar
+chart of a results table."""
 import itertools
 import os
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from runs import VAL, Run
-from storage import save_file
-from tables import _method_order, base_method, dataset_order, group_runs, setting_name, summarise
-
-
-def _save(fig, path):
-    return save_file(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
-
-
-def _curves(ax_loss, ax_r1, run, label=None, color=None):
-    epochs = run.epochs
-    ax_loss.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], color=color, label=label)
-    test = [e for e in epochs if "R@1" in e]
-    val = [e for e in epochs if VAL + "R@1" in e]
-    style = "o--" if val else "o-"   # with --val-classes the test split is scored only at improvements
-    named = (lambda split: split if label is None else f"{label} ({split})") if val else (lambda split: label)
-    ax_r1.plot([e["epoch"] for e in test], [100 * e["R@1"] for e in test], style, ms=3, color=color,
-               label=named("test"))
-    if val:
-        ax_r1.plot([e["epoch"] for e in val], [100 * e[VAL + "R@1"] for e in val], "-", color=color,
-                   alpha=0.6, label=named("validation classes"))
-    best = run.selected
-    if best is not None and "R@1" in best:
-        ax_r1.plot([best["epoch"]], [100 * best["R@1"]], "*", ms=11, color=color or "C0")
-
-
-def _axes(title):
-    fig = Figure(figsize=(11, 4))
-    ax_loss, ax_r1 = fig.subplots(1, 2)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
-    ax_r1.set(xlabel="epoch", ylabel="R@1 (%)", title="R@1 (★: selected epoch)")
-    for ax in (ax_loss, ax_r1):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
-    return fig, ax_loss, ax_r1
+from reporting.curves import axes, draw_curves, plot_curves, save_png
+from reporting.runs import Run
+from reporting.tables import _method_order, base_method, dataset_order, group_runs, setting_name, summarise
 
 
 def plot_run(folder, name="curves.png"):
     """Loss and R@1 per epoch of the run in `folder`, saved as folder/curves.png."""
     run = Run(folder)
-    fig, ax_loss, ax_r1 = _axes(f"{run.method}: {run.network} on {run.args['dataset']}")
-    _curves(ax_loss, ax_r1, run)
-    if any(VAL + "R@1" in e for e in run.epochs):
-        ax_r1.legend(fontsize=8)
-    return _save(fig, os.path.join(folder, name))
+    return plot_curves(run.epochs, f"{run.method}: {run.network} on {run.args['dataset']}",
+                       os.path.join(folder, name))
 
 
 def _labels(runs):
@@ -69,12 +33,12 @@ def _labels(runs):
 
 def plot_runs(runs, out, title="runs compared"):
     """Loss and R@1 per epoch of several runs in one figure."""
-    fig, ax_loss, ax_r1 = _axes(title)
+    fig, ax_loss, ax_r1 = axes(title)
     cmap = colormaps["tab10" if len(runs) <= 10 else "tab20"]
     for i, (run, label) in enumerate(zip(runs, _labels(runs))):
-        _curves(ax_loss, ax_r1, run, label, cmap(i % cmap.N))
+        draw_curves(ax_loss, ax_r1, run.epochs, label, cmap(i % cmap.N))
     ax_r1.legend(fontsize=7, loc="best")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_bars(runs, out, title="R@1 by method and setting"):
@@ -109,4 +73,4 @@ def plot_bars(runs, out, title="R@1 by method and setting"):
         ax.set_ylim(top=ax.get_ylim()[1] * 1.1)  # room for the value labels above the tallest bar
         ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(title)
-    return _save(fig, out)
+    return save_png(fig, out)

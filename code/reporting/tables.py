@@ -7,7 +7,8 @@ method that differ in other arguments are rows of their own, labelled by those a
 import re
 import statistics
 
-from paper_results import paper_source_value, paper_value, setting_name
+from losses import LOSSES
+from reporting.paper_results import paper_source_value, paper_value, setting_name
 
 SOURCE_ROW = "source"
 # Arguments that leave what a run learns unchanged (where it ran, logged, resumed from), or that
@@ -36,7 +37,6 @@ def _natural(text):
 
 
 def _method_order(label):
-    from losses import LOSSES
     names, method = list(LOSSES), base_method(label)
     if method.startswith(SOURCE_ROW):
         rank = (0, 0)

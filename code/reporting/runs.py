@@ -8,8 +8,8 @@ import json
 import os
 
 from errors import UserError
-
-VAL = "val/"   # prefix of the scores on the --val-classes split in metrics.jsonl
+from losses import LOSSES, needs_source
+from records import VAL, best_record
 
 
 def _read_jsonl(path):
@@ -43,9 +43,8 @@ class Run:
 
     @property
     def uses_source(self):
-        from losses import LOSSES
-        loss = LOSSES.get(self.args.get("loss"))
-        return not self.is_source and loss is not None and any(k.startswith("s_") for k in loss.inputs)
+        loss = self.args.get("loss")
+        return not self.is_source and loss in LOSSES and needs_source(loss)
 
     @property
     def selection(self):
@@ -56,9 +55,7 @@ class Run:
     def selected(self):
         """The metrics.jsonl record of the selected epoch (the first best one), or None if no epoch
         finished."""
-        key = VAL + "R@1" if self.selection == "val" else "R@1"
-        scored = [e for e in self.epochs if key in e]
-        return max(scored, key=lambda e: e[key]) if scored else None
+        return best_record(self.epochs)
 
     @property
     def network(self):

@@ -1,10 +1,10 @@
-"""The transfer objective: feature-map pairing, loss classes, mixed precision."""
+"""The training objectives: feature-map pairing, the loss classes they call, mixed precision."""
 import pytest
 import torch
 
-from losses import LOSSES
+from losses import LOSSES, build_loss, is_batchwise
 from models import build_model
-from transfer import TransferObjective, batchwise, construct, pair_feature_maps
+from objectives import TransferObjective, pair_feature_maps
 
 
 def test_map_pairs_follow_the_reference_and_strides():
@@ -16,7 +16,7 @@ def test_map_pairs_follow_the_reference_and_strides():
 
 
 def test_only_feature_map_losses_are_per_sample():
-    assert {n for n, c in LOSSES.items() if not batchwise(c)} == {"Attention", "FitNet"}
+    assert {n for n, c in LOSSES.items() if not is_batchwise(c)} == {"Attention", "FitNet"}
 
 
 def objective(loss, amp_dtype):
@@ -24,9 +24,10 @@ def objective(loss, amp_dtype):
     target, source = build_model("resnet_narrow", 16), build_model("resnet_narrow", 32, l2_norm=True).eval()
     pairs = pair_feature_maps(target, source)
     labels = torch.arange(6).repeat_interleave(2)
-    method = construct(loss, t_dim=256, s_dim=256, n_data=24, nce_k=8, nb_classes=6, sz_embed=16,
-                       channels=[(target.feature_channels[i], source.feature_channels[j]) for i, j in pairs])
-    pa = construct("Proxy_Anchor", nb_classes=6, sz_embed=16) if method.with_proxy_anchor else None
+    run = dict(sigma=1, delta=1, t_dim=256, s_dim=256, n_data=24, nce_k=8,
+               channels=[(target.feature_channels[i], source.feature_channels[j]) for i, j in pairs])
+    method = build_loss(loss, **{k: run[k] for k in LOSSES[loss].options})
+    pa = build_loss("Proxy_Anchor", nb_classes=6, sz_embed=16, mrg=0.1, alpha=32) if loss == "FitNet" else None
     obj = TransferObjective(method, target, source, 2, labels.repeat(2), pairs, pa, nce_k=8,
                             generator=torch.Generator().manual_seed(0), amp_dtype=amp_dtype)
     x = torch.rand(12, 2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
