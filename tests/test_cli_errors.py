@@ -4,6 +4,9 @@ import pickle
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.e2e   # each test runs an entry point in a new process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
