@@ -5,7 +5,7 @@ from tqdm import tqdm
 
 import distributed
 from loaders import split_of
-from metrics import map_at_r, recall_at_k
+from metrics import retrieval_metrics
 from records import VAL, improves
 
 
@@ -37,8 +37,9 @@ def evaluate(model, loader, device, ks, channels_last=False, return_embeddings=F
     in dataset order."""
     X, T, index = predict_batchwise(model, loader, device, channels_last)
     X, T = distributed.gather_embeddings(X, T, index, len(split_of(loader)))
-    scores = {f"R@{k}": r for k, r in zip(ks, recall_at_k(X, T, ks))}
-    scores["MAP@R"], scores["RP"] = map_at_r(X, T)
+    recalls, map_r, r_precision = retrieval_metrics(X, T, ks)   # one pass over the distance blocks
+    scores = {f"R@{k}": r for k, r in zip(ks, recalls)}
+    scores["MAP@R"], scores["RP"] = map_r, r_precision
     return (scores, X, T) if return_embeddings else scores
 
 

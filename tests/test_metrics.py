@@ -1,5 +1,6 @@
-"""Recall@K against a brute-force restatement: full distance matrix, stable sort with ties broken
-against the query (other-class items first), query excluded by index."""
+"""Recall@K, MAP@R and R-Precision against brute-force restatements: full distance matrix, stable
+sort with ties broken against the query (other-class items first), query excluded by index; MAP@R
+also against pytorch-metric-learning's AccuracyCalculator (on data without ties)."""
 import numpy as np
 import pytest
 import torch
@@ -108,7 +109,8 @@ def test_packed_row_count_equals_plain_sum(n):
 
 
 def brute_map_at_r(X, T):
-    """MAP@R and R-Precision by the definition, one query at a time (queries with R = 0 skipped)."""
+    """MAP@R and R-Precision by the definition, one query at a time (queries with R = 0 skipped);
+    ties by index, so only for data without ties (see brute_all)."""
     X, T = np.asarray(X, dtype=np.float64), np.asarray(T)
     D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
     aps, rps = [], []
@@ -151,3 +153,133 @@ def test_map_at_r_perfect_and_chunk_independent():
     g = torch.Generator().manual_seed(7)
     Y, L = torch.randn(70, 3, generator=g), torch.randint(0, 7, (70,), generator=g)
     assert map_at_r(Y, L, chunk_size=1) == pytest.approx(map_at_r(Y, L, chunk_size=256), abs=1e-6)
+
+
+# ---- retrieval_metrics: Recall@K, MAP@R and R-Precision from one pass ----
+
+def brute_all(X, T, ks):
+    """Recall@K, MAP@R and R-Precision by the definitions, one query at a time, with ties broken
+    against the query: at equal distance, other-class items rank before same-class ones."""
+    X, T = np.asarray(X, dtype=np.float64), np.asarray(T)
+    n = len(T)
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    hits, aps, rps = np.zeros(len(ks)), [], []
+    for i in range(n):
+        others = np.array([j for j in range(n) if j != i], dtype=int)
+        same = T[others] == T[i]
+        ranked = same[np.lexsort((same, D[i, others]))]     # by distance, then other-class first
+        for a, k in enumerate(ks):
+            hits[a] += ranked[:k].any()
+        R = int(same.sum())
+        if R:
+            rel = ranked[:R]
+            aps.append(sum(rel[:r + 1].sum() / (r + 1) for r in range(R) if rel[r]) / R)
+            rps.append(rel.sum() / R)
+    return list(hits / n), (float(np.mean(aps)) if aps else 0.0), (float(np.mean(rps)) if rps else 0.0)
+
+
+def make_data(kind, seed, dtype, n=150):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "continuous":
+        X = torch.randn(n, 6, generator=g, dtype=dtype)
+        T = torch.randint(0, n // 8, (n,), generator=g)
+    elif kind == "duplicates":          # integer points: many exact ties, across and within classes
+        X = torch.randint(-1, 2, (n, 3), generator=g).to(dtype)
+        T = torch.randint(0, 7, (n,), generator=g)
+    elif kind == "singletons":          # about a third of the items alone in their class
+        X = torch.randint(-3, 4, (n, 2), generator=g).to(dtype)
+        T = torch.randint(0, n, (n,), generator=g)
+    elif kind == "large_classes":       # R close to N/2: the top-R search takes whole rows
+        X = torch.randn(n, 4, generator=g, dtype=dtype)
+        T = torch.randint(0, 2, (n,), generator=g)
+    else:
+        raise ValueError(kind)
+    return X, T
+
+
+KINDS = ["continuous", "duplicates", "singletons", "large_classes"]
+
+
+def check_all(X, T, ks, chunk):
+    from metrics import map_at_r, retrieval_metrics
+    recalls, mapr, rp = retrieval_metrics(X, T, ks, chunk_size=chunk)
+    # The same numbers as the separate functions, exactly...
+    assert recalls == recall_at_k(X, T, ks, chunk_size=chunk)
+    assert (mapr, rp) == map_at_r(X, T, chunk_size=chunk)
+    # ... and as the definitions.
+    want_recalls, want_map, want_rp = brute_all(X, T, ks)
+    assert recalls == pytest.approx(want_recalls, abs=1e-12)
+    assert mapr == pytest.approx(want_map, abs=1e-12)
+    assert rp == pytest.approx(want_rp, abs=1e-12)
+    return recalls, mapr, rp
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])      # 150 rows: several chunks, a short last one
+# Largest K above the largest R (Recall@K from a row count) or not (from MAP@R's top-R search).
+@pytest.mark.parametrize("ks", [[1, 2, 3, 8, 50], [1, 2, 4]], ids=["count", "top"])
+def test_retrieval_metrics_match_separate_functions_and_brute_force(kind, dtype, chunk, ks):
+    X, T = make_data(kind, 0, dtype)
+    check_all(X, T, ks, chunk)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("kind", KINDS)
+def test_retrieval_metrics_group_search_and_bookkeeping(monkeypatch, kind, seed):
+    """The top-R search through group minima (with ties at the k-th smallest minimum in the integer
+    data), and every way of keeping the per-query arrays: the same numbers."""
+    import metrics
+    X, T = make_data(kind, seed, torch.float32, n=260)
+    width, _ = metrics._padded_width(len(T))
+    k = int(torch.bincount(T).max()) - 1
+    g = metrics._group_size(width, k)
+    if kind != "large_classes":
+        assert 1 < g and -(-width // g) > k                 # the group path is taken
+    got = check_all(X, T, [1, 4, 16], 37)
+    for name, value in [("_AT_ONCE_ELEMENTS", 0),           # per-query arrays chunk by chunk
+                        ("_TAIL_ELEMENTS", 100),            # read back a few queries at a time
+                        ("_PAIRS_AT_ONCE", 0)]:             # same-class pairs chunk by chunk
+        monkeypatch.setattr(metrics, name, value)
+        assert metrics.retrieval_metrics(X, T, [1, 4, 16], chunk_size=37) == got
+        assert metrics.recall_at_k(X, T, [1, 4, 16], chunk_size=37) == got[0]
+
+
+def test_retrieval_metrics_k_larger_than_n_and_below_r():
+    # K > N (a hit whenever the query has a positive), and K below and above the largest R, which
+    # decides whether Recall@K comes from the top-R search or from a row count.
+    X, T = make_data("duplicates", 4, torch.float64, n=40)
+    for ks in ([100, 1000], [1, 2], [1, 39, 40, 41]):
+        check_all(X, T, ks, 16)
+    recalls, _, _ = check_all(X, T, [100], None)
+    assert recalls == [float((torch.bincount(T)[T] > 1).float().mean())]
+
+
+def test_retrieval_metrics_singletons_and_collapse():
+    from metrics import retrieval_metrics
+    X = torch.tensor([[0.0], [0.1], [5.0], [9.0]])
+    T = torch.tensor([0, 0, 1, 2])                       # items 2 and 3: no positive, no R
+    assert retrieval_metrics(X, T, [1, 2]) == ([0.5, 0.5], 1.0, 1.0)
+    assert retrieval_metrics(X[2:], T[2:], [1]) == ([0.0], 0.0, 0.0)   # nobody has a positive
+    # Collapsed embeddings: every other-class item ties with every positive and ranks first.
+    X, T = torch.ones(20, 4), torch.arange(20) % 4
+    assert retrieval_metrics(X, T, [1, 4]) == ([0.0, 0.0], 0.0, 0.0)
+
+
+def test_map_at_r_ties_are_broken_against_the_query():
+    from metrics import map_at_r
+    # Query 0: item 2 (other class) ties with its positive item 1 at distance 1 and ranks first:
+    # R = 1 and its top-1 is item 2, so AP = RP = 0. Query 1: R = 1, item 0 at distance 1 ties
+    # with nothing else (item 2 is at 2): AP = RP = 1.
+    X = torch.tensor([[0.0], [1.0], [-1.0]])
+    T = torch.tensor([0, 0, 1])
+    assert map_at_r(X, T) == (0.5, 0.5)
+    assert map_at_r(X, T) == pytest.approx(brute_all(X, T, [1])[1:])
+
+
+def test_retrieval_metrics_rejects_bad_input():
+    from metrics import retrieval_metrics
+    with pytest.raises(ValueError, match="positive"):
+        retrieval_metrics(torch.randn(4, 2), torch.zeros(4), [])
+    with pytest.raises(ValueError, match="chunk_size"):
+        retrieval_metrics(torch.randn(4, 2), torch.zeros(4), [1], chunk_size=0)
