@@ -74,26 +74,23 @@ def obtain(name, folder, quiet=False):
     return fetch_first(spec["urls"], path, spec["md5"], quiet)
 
 
-def get_cub(data_dir, quiet=False):
-    if os.path.isdir(os.path.join(data_dir, "CUB_200_2011", "images")):
-        print(f"have {os.path.join(data_dir, 'CUB_200_2011')}")
+def get_archive(name, archive, marker, data_dir, quiet=False):
+    """One archive holding a whole data set: skipped when `marker` (a path under data_dir) is there."""
+    if os.path.exists(os.path.join(data_dir, marker)):
+        print(f"have {os.path.join(data_dir, marker.split('/')[0])}")
         return
     try:
-        unpack(obtain("CUB_200_2011.tgz", data_dir, quiet), data_dir, quiet)
+        unpack(obtain(archive, data_dir, quiet), data_dir, quiet)
     except FetchError as e:
-        raise FetchError(f"{e}. Get CUB_200_2011.tgz from {PAGES['cub']}, put it in {data_dir}/ and "
-                         "run this again") from None
+        raise FetchError(f"{e}. Get {archive} from {PAGES[name]}, put it in {data_dir}/ and run this again") from None
+
+
+def get_cub(data_dir, quiet=False):
+    get_archive("cub", "CUB_200_2011.tgz", "CUB_200_2011/images", data_dir, quiet)
 
 
 def get_sop(data_dir, quiet=False):
-    if os.path.isfile(os.path.join(data_dir, "Stanford_Online_Products", "Ebay_train.txt")):
-        print(f"have {os.path.join(data_dir, 'Stanford_Online_Products')}")
-        return
-    try:
-        unpack(obtain("Stanford_Online_Products.zip", data_dir, quiet), data_dir, quiet)
-    except FetchError as e:
-        raise FetchError(f"{e}. Get Stanford_Online_Products.zip from {PAGES['SOP']}, put it in "
-                         f"{data_dir}/ and run this again") from None
+    get_archive("SOP", "Stanford_Online_Products.zip", "Stanford_Online_Products/Ebay_train.txt", data_dir, quiet)
 
 
 def cars_layout(root):
