@@ -143,12 +143,6 @@ class RunLog:
             print(f"best epoch {best[0]}: {format_scores(best[1])}", flush=True)
         return best
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.finish()
-
     def finish(self):
         if self.wandb is not None:
             try:

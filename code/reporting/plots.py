@@ -1,21 +1,13 @@
-"""Figures (PNG) of finished runs: a run's curves, several runs' curves side by side, and the bar
-chart of a results table."""
+"""Figures (PNG) of finished runs: several runs' curves side by side, and the bar chart of a results
+table (a run's own curves.png is drawn while it trains: reporting/curves.py)."""
 import itertools
 import os
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from reporting.curves import axes, draw_curves, plot_curves, save_png
-from reporting.runs import Run
+from reporting.curves import axes, draw_curves, save_png
 from reporting.tables import _method_order, base_method, dataset_order, group_runs, setting_name, summarise
-
-
-def plot_run(folder, name="curves.png"):
-    """Loss and R@1 per epoch of the run in `folder`, saved as folder/curves.png."""
-    run = Run(folder)
-    return plot_curves(run.epochs, f"{run.method}: {run.network} on {run.args['dataset']}",
-                       os.path.join(folder, name))
 
 
 def _labels(runs):
