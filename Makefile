@@ -19,7 +19,8 @@ venv: $(STAMP)
 demo: venv noto-font
 	$(PYTHON) scripts/demo.py
 
-# All eight methods in the paper's three settings at demo scale (docs/mini_reproduction.md).
+# The paper's three settings with ImageNet-pretrained EfficientNet-Lite networks, three seeds
+# (docs/mini_reproduction.md; FULL=1 adds the other five methods).
 mini-reproduction: venv noto-font
 	PYTHON=$(PYTHON) bash scripts/mini_reproduction.sh
 

@@ -7,6 +7,7 @@ import torch
 import distributed
 from dataset import BalancedBatchSampler, RankBatchSampler, build_dataset, build_transform, check_images
 from errors import UserError
+from losses import LOSSES, needs_source
 from runtime import seed_worker
 
 # generators: {name: torch.Generator} behind the data's randomness (batch order, augmentation
@@ -16,10 +17,16 @@ Loaders = namedtuple("Loaders", "train eval val generators")
 VAL_SEED = 0   # the held-out classes do not change with --seed: runs of several seeds share them
 
 
+def networks_of(args):
+    """The networks a run feeds images to: its own, and its source's when its loss uses one."""
+    uses_source = hasattr(args, "source_model") and args.loss in LOSSES and needs_source(args.loss)
+    return (args.model, args.source_model) if uses_source else (args.model,)
+
+
 def image_options(args):
     """Transform keyword arguments: the crop size, and for emoji no flip (left and right arrows are
     different classes) and milder crops (a small crop of a pictogram shows nothing recognisable)."""
-    if args.crop_size % 32 and "bn_inception" in (args.model, getattr(args, "source_model", None)):
+    if args.crop_size % 32 and "bn_inception" in networks_of(args):
         raise UserError(f"--crop-size {args.crop_size}: BN-Inception's ceil-mode pooling needs a multiple of "
                         f"32 (e.g. {max(32, args.crop_size // 32 * 32)}).")
     if args.dataset == "emoji":

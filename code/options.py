@@ -14,6 +14,9 @@ def add_run_arguments(p):
     p.add_argument("--resume", default="", help="checkpoint.pth of an interrupted run: continue it")
     p.add_argument("--time-budget", default=0, type=float,
                    help="seconds of training after which the run evaluates and stops (0: no limit)")
+    p.add_argument("--patience", default=0, type=int, metavar="N",
+                   help="stop once N epochs in a row have not improved the selection recall (R@1 of the "
+                        "--val-classes split, else of the test split); 0: train all --epochs")
     p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
                    help="auto: online with credentials, otherwise offline")
     p.add_argument("--amp", default="none", choices=tuple(AMP_DTYPES),

@@ -32,7 +32,8 @@ from training import EpochLoop, train_one_epoch  # noqa: E402
 # The reference's pairing (ResNet targets learn from ResNet-50-512, others from BN-Inception-512);
 # the CPU demo network learns from its own kind.
 DEFAULT_SOURCE = {"resnet18": "resnet50", "resnet50": "resnet50", "resnet101": "resnet50",
-                  "resnet_narrow": "resnet_narrow", "resnet_tiny": "resnet_narrow"}
+                  "resnet_narrow": "resnet_narrow", "resnet_tiny": "resnet_narrow",
+                  "efficientnet_lite0": "efficientnet_lite0", "efficientnet_lite2": "efficientnet_lite2"}
 
 
 def get_args_parser():

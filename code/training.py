@@ -83,7 +83,7 @@ class EpochLoop:
     """The bookkeeping around a trainer's epochs, so that its `main` shows only the work:
 
         with EpochLoop(args, optimizer, checkpointer, log, selection_key(...)) as loop:
-            for epoch in loop:                   # from --resume's epoch; stops at --time-budget
+            for epoch in loop:                   # from --resume's epoch; stops at --time-budget, --patience
                 ...train, step the schedule, score...
                 if loop.record(epoch, loss, scores, stopped) and args.save:   # the best so far
                     ...save the best model...
@@ -110,12 +110,17 @@ class EpochLoop:
             self.checkpointer.save(self.epoch, self.best, self.args)
 
     def record(self, epoch, loss, scores, stopped):
-        """Log the epoch; True when it is the best so far. stopped: the time budget ended it."""
+        """Log the epoch; True when it is the best so far. stopped: the time budget ended it.
+        With --patience N the loop ends after N epochs in a row without a new best."""
         self.stop = stopped
         self.log.epoch({"epoch": epoch, "loss": loss, "lr": self.lr, **scores, "time": time.perf_counter() - self.t0})
         if improves(scores, self.best, self.key):
             self.best = (epoch, scores)
             return True
+        patience = self.args.patience
+        if patience > 0 and self.best is not None and epoch - self.best[0] >= patience:
+            print(f"--patience {patience}: no better {self.key} since epoch {self.best[0]}; stopping.", flush=True)
+            self.stop = True
         return False
 
     def __enter__(self):

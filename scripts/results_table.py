@@ -19,6 +19,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "code"))
 
 from errors import UserError  # noqa: E402
+from reporting.baselines import matched_baselines  # noqa: E402
 from reporting.runs import find_runs  # noqa: E402
 from runtime import run_cli  # noqa: E402
 from storage import save_text  # noqa: E402
@@ -32,12 +33,17 @@ def get_args_parser():
     p.add_argument("--markdown", default="", metavar="FILE.md", help="also write the Markdown here")
     p.add_argument("--csv", default="", metavar="FILE.csv",
                    help="one row per run, values in percent, with the paper's at each K")
+    p.add_argument("--matched-baselines", action="store_true",
+                   help="read each baseline trained with --time-budget as two rows, same wall-clock and same "
+                        "epochs as the Relaxed_Contra run of its network and seed (code/reporting/baselines.py)")
     p.add_argument("--figure", default="", metavar="FILE.png", help="bar chart of R@1 by method and setting")
     return p
 
 
 def main(args):
     runs = find_runs(args.runs)
+    if args.matched_baselines:
+        runs = matched_baselines(runs)
     if not any(r.selected is not None for r in runs):
         raise UserError(f"none of the {len(runs)} runs under {', '.join(args.runs)} has finished an epoch yet.")
     text = markdown(runs, args.title)

@@ -79,3 +79,22 @@ def test_unwritable_log_dir_fails_before_training(tiny_cub, tmp_path):
     rc, err = cli("code/train_target.py", "--DATA_DIR", str(tiny_cub), "--loss", "Proxy_Anchor", "--model",
                   "resnet_narrow", "--random-init", "--wandb", "disabled", "--LOG_DIR", str(blocker))
     assert_clean_error(rc, err, "--LOG_DIR")
+
+
+@pytest.mark.parametrize("loss, source, refused", [
+    ("Proxy_Anchor", None, False),            # no source: its default network sees no image
+    ("Relaxed_Contra", None, False),          # a Lite target's default source is Lite too
+    ("Relaxed_Contra", "bn_inception", True),
+])
+def test_bn_inception_crop_rule_applies_only_to_networks_that_run(loss, source, refused):
+    import loaders
+    import train_target
+    from errors import UserError
+    argv = ["--loss", loss, "--model", "efficientnet_lite0", "--crop-size", "48"]
+    args = train_target.get_args_parser().parse_args(argv + (["--source-model", source] if source else []))
+    train_target.default_source(args)
+    if refused:
+        with pytest.raises(UserError, match="--crop-size 48: BN-Inception"):
+            loaders.image_options(args)
+    else:
+        assert loaders.image_options(args) == {"crop_size": 48}

@@ -1,5 +1,6 @@
-"""scripts/mini_reproduction.sh end to end on a tiny CUB tree: every setting, both baselines, the
-table and figure, and a second call that reuses the finished runs."""
+"""scripts/mini_reproduction.sh end to end on a tiny CUB tree: every setting with its ImageNet-
+pretrained networks, early stopping, both readings of the budgeted baseline, the table and figure,
+and a second call that reuses the finished runs."""
 import csv
 import json
 import os
@@ -13,40 +14,56 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.e2e
 def test_mini_reproduction_runs_resumes_and_tabulates(tiny_cub, tmp_path):
+    # The paper's networks (EfficientNet-Lite) at a small crop, on a tiny CUB tree.
     env = {**os.environ, "PYTHON": sys.executable, "DATASET": "cub", "DATA_DIR": str(tiny_cub),
-           "OUT": str(tmp_path / "runs"), "MISC": str(tmp_path / "misc"), "EPOCHS": "1", "SOURCE_EPOCHS": "1",
-           "METHODS": "Relaxed_Contra FitNet", "WORKERS": "0"}
+           "OUT": str(tmp_path / "runs"), "MISC": str(tmp_path / "misc"), "EPOCHS": "3", "PATIENCE": "1",
+           "SOURCE_EPOCHS": "2", "SOURCE_PATIENCE": "1", "CROP": "32", "SEEDS": "1",
+           "METHODS": "Relaxed_Contra FitNet", "WORKERS": "1"}
     script = os.path.join(ROOT, "scripts", "mini_reproduction.sh")
-    first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
+    first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     table = (tmp_path / "misc" / "mini_reproduction.md").read_text()
-    for heading in ("### self-transfer: resnet_narrow-512 → resnet_narrow-512",
-                    "### dimensionality reduction: resnet_narrow-512 → resnet_narrow-64",
-                    "### compression: resnet_narrow-512 → resnet_tiny-128"):
+    for heading in ("### self-transfer: efficientnet_lite0-512 → efficientnet_lite0-512",
+                    "### dimensionality reduction: efficientnet_lite0-512 → efficientnet_lite0-64",
+                    "### compression: efficientnet_lite2-512 → efficientnet_lite0-128"):
         assert heading in table
     with open(tmp_path / "misc" / "mini_reproduction.csv") as f:
         rows = list(csv.DictReader(f))
+    baselines = [f"Proxy_Anchor (no source) [budget=same {b} as Relaxed_Contra]" for b in ("epochs", "wall-clock")]
     assert sorted((r["setting"], r["method"]) for r in rows) == sorted(
-        [("source", "source (Proxy_Anchor)")]
+        [("source", "source (Proxy_Anchor)")] * 2
         + [(s, m) for s in ("self-transfer", "dimensionality reduction", "compression")
            for m in ("Relaxed_Contra", "FitNet")]
-        + [("no source", f"Proxy_Anchor (no source) [epochs={n}]") for n in (1, 2)] * 3)
-    # The baselines are evaluated as the source is: on L2-normalised embeddings.
+        + [("no source", b) for b in baselines] * 3)
     for r in rows:
+        args = json.load(open(os.path.join(r["run"].split("#")[0], "args.json")))
+        assert args["val_classes"] == 0.2 and r["selection"] == "val" and not args["random_init"]
         if r["setting"] == "no source":
-            with open(os.path.join(r["run"], "args.json")) as f:
-                assert json.load(f)["target_norm"] == 1
+            # Normalised like the source; budgeted by its Relaxed_Contra run, whose epochs bound
+            # the "same epochs" reading.
+            assert args["target_norm"] == 1 and args["time_budget"] > 0
+            rc = next(x for x in rows if x["method"] == "Relaxed_Contra" and x["target"] == r["target"]
+                      and json.load(open(os.path.join(x["run"], "args.json")))["seed"] == args["seed"])
+            if "same epochs" in r["method"]:
+                assert int(r["epochs_run"]) == min(int(rc["epochs_run"]), len(open(
+                    os.path.join(r["run"].split("#")[0], "metrics.jsonl")).readlines()))
+        elif r["setting"] != "source":
+            assert args["patience"] == 1 and int(r["epochs_run"]) <= 3
     assert (tmp_path / "misc" / "mini_reproduction.png").stat().st_size > 10000
     # Finished runs are not trained again; the table is rebuilt from them unchanged.
     second = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("== done already") == 13 and "epoch 0:" not in second.stdout
+    assert second.stdout.count("== done already") == 3 + 3 * 3 and "epoch 0:" not in second.stdout
     assert (tmp_path / "misc" / "mini_reproduction.md").read_text() == table
 
 
-def test_unknown_setting_is_refused_before_any_training(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "SETTINGS": "self_transfer compresion", "OUT": str(tmp_path)}
+@pytest.mark.parametrize("env, message", [
+    ({"SETTINGS": "self_transfer compresion"}, "unknown setting 'compresion'"),
+    ({"METHODS": "RKD"}, "METHODS must include Relaxed_Contra"),   # the baselines are matched to it
+])
+def test_bad_settings_are_refused_before_any_training(tmp_path, env, message):
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), **env}
     p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "mini_reproduction.sh")], env=env,
                        capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and "unknown setting 'compresion'" in p.stderr
+    assert p.returncode == 2 and message in p.stderr
     assert not os.listdir(tmp_path)

@@ -10,6 +10,7 @@ import PIL.Image
 import pytest
 
 from errors import UserError
+from reporting.baselines import matched_baselines, wall_clock
 from reporting.paper_results import paper_value, setting_name
 from reporting.runs import Run, find_runs
 from reporting.tables import csv_rows, group_runs, markdown
@@ -220,3 +221,55 @@ def test_runs_without_a_finished_epoch_are_reported(tmp_path):
         p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), str(tmp_path)],
                            capture_output=True, text=True)
         assert p.returncode == 2 and "finished an epoch" in p.stderr, script
+
+
+# The budgeted labels-only baseline read twice (reporting/baselines.py): at its whole wall-clock,
+# and at the epochs of the Relaxed_Contra run of its network and seed.
+LITE = dict(model="efficientnet_lite0", embedding_size=64, source_model="efficientnet_lite0",
+              source_embedding_size=512, dataset="emoji", seed=0)
+
+
+def val(r1_val, r1_test=None):
+    """An epoch selected on held-out classes: test scores only where validation improved."""
+    return {"val_R@1": r1_val, **(scores(r1_test) if r1_test is not None else {})}
+
+
+def runs_of(tmp_path, rc_epochs=2, seed=0):
+    rc = fake_run(tmp_path / f"rc{seed}", [val(0.1, 0.2), val(0.3, 0.4), val(0.2), val(0.25)][:rc_epochs + 1], **{**LITE, "seed": seed})
+    # The baseline: improving until epoch 3 (test R@1 0.5 at epoch 1, 0.6 at epoch 3).
+    base = fake_run(tmp_path / f"base{seed}", [val(0.1, 0.3), val(0.2, 0.5), val(0.15), val(0.25, 0.6)],
+                    **{**LITE, "seed": seed, "loss": "Proxy_Anchor", "source_ckpt": "", "time_budget": 12.0})
+    return [Run(rc), Run(base)]
+
+
+def test_two_readings_of_one_budgeted_baseline(tmp_path):
+    rc, base = runs_of(tmp_path)   # the Relaxed_Contra run trained 3 epochs
+    runs = matched_baselines([rc, base])
+    assert runs[0] is rc and len(runs) == 3
+    same_time, same_epochs = runs[1:]
+    assert (same_time.selected["epoch"], same_time.selected["R@1"]) == (3, 0.6)
+    assert len(same_epochs.epochs) == 3 and (same_epochs.selected["epoch"], same_epochs.selected["R@1"]) == (1, 0.5)
+    assert base.args["time_budget"] == 12.0 and len(base.epochs) == 4    # the run itself is untouched
+    labels = {r["method"]: r["R@1"] for r in csv_rows(runs)}
+    assert labels["Proxy_Anchor (no source) [budget=same wall-clock as Relaxed_Contra]"] == 60
+    assert labels["Proxy_Anchor (no source) [budget=same epochs as Relaxed_Contra]"] == 50
+
+
+def test_seeds_are_matched_to_their_own_run_and_averaged(tmp_path):
+    runs = runs_of(tmp_path / "a", rc_epochs=1, seed=0) + runs_of(tmp_path / "b", rc_epochs=3, seed=1)
+    table = markdown(matched_baselines(runs))
+    # seed 0: 2 epochs -> 0.5; seed 1: 4 epochs -> 0.6.
+    assert "| Proxy_Anchor (no source) [budget=same epochs as Relaxed_Contra] (2 runs) | 55.0 ± 7.1 |" in table
+    assert "| Proxy_Anchor (no source) [budget=same wall-clock as Relaxed_Contra] (2 runs) | 60.0 ± 0.0 |" in table
+
+
+def test_a_budgeted_baseline_without_its_run_is_an_error(tmp_path):
+    rc, base = runs_of(tmp_path)
+    with pytest.raises(UserError, match="1 Relaxed_Contra runs|0 Relaxed_Contra runs"):
+        matched_baselines([base])
+    assert matched_baselines([rc]) == [rc]
+
+
+def test_wall_clock_sums_the_epochs(tmp_path):
+    rc, _ = runs_of(tmp_path)
+    assert wall_clock(rc) == 3.0

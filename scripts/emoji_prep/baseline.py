@@ -14,3 +14,17 @@ def raw_pixel_embeddings(dataset, size=32):
         im = load_image(path).resize((size, size), PIL.Image.Resampling.BILINEAR)
         out[i] = (np.asarray(im, dtype=np.float32) / 255.0).transpose(2, 0, 1).reshape(-1)
     return torch.from_numpy(out)
+
+
+@torch.no_grad()
+def imagenet_features(dataset, model, crop_size, batch_size=150, workers=0):
+    """(N, 1280-ish) float tensor: the pooled features (GAP + GMP of the last map, the embedding
+    layer's input) of `model` with its ImageNet weights, no fine-tuning; the dataset is read with
+    the evaluation transform of that network at crop_size. The baseline that fine-tuning must beat."""
+    from dataset.transforms import build_transform
+    from models import build_model
+
+    net = build_model(model, 8, pretrained=True).eval()   # the embedding layer is not used
+    dataset.transform = build_transform(model, train=False, crop_size=crop_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    return torch.cat([net(batch[0])[0][-1] for batch in loader])
