@@ -19,8 +19,8 @@
 # Relaxed_Contra run trained (code/reporting/baselines.py).
 #
 # Time on 2 CPU cores: about 24 minutes for the two sources, then about an hour per seed (FULL=1:
-# about 75 minutes more per seed). Writes misc/mini_reproduction.{md,csv,png}. Rerunning skips finished runs and resumes an
-# interrupted one. Settings through the environment:
+# about 75 minutes more per seed). Writes misc/mini_reproduction.{md,csv,png}. Rerunning skips
+# finished runs and resumes an interrupted one. Settings through the environment:
 #   METHODS (Relaxed_Contra Relaxed_MS RKD; FULL=1: all eight), SEEDS (0 1 2), SETTINGS
 #   (self_transfer dim_reduction compression), EPOCHS (3), PATIENCE (1), SOURCE_EPOCHS (8),
 #   SOURCE_PATIENCE (1), VAL (0.2), CROP (48), LR (5e-4), OUT (logs/mini_reproduction), MISC (misc),
@@ -64,12 +64,11 @@ run() {
 # Seconds the run under FOLDER trained and evaluated (its metrics.jsonl).
 wall_clock() {
     "$PY" - "$1" <<'PYEOF'
-import glob, os, sys
+import sys
 sys.path.insert(0, "code")
 from reporting.baselines import wall_clock
-from reporting.runs import Run
-run = Run(os.path.dirname(glob.glob(os.path.join(sys.argv[1], "**", "metrics.jsonl"), recursive=True)[0]))
-print(max(1.0, round(wall_clock(run), 1)))   # --time-budget 0 would mean no budget
+from reporting.runs import find_runs
+print(max(1.0, round(wall_clock(find_runs([sys.argv[1]])[0]), 1)))   # --time-budget 0 would mean no budget
 PYEOF
 }
 

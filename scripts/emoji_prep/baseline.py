@@ -1,4 +1,6 @@
 """The raw-pixel retrieval baseline of the demo (scripts/demo.py)."""
+import copy
+
 import numpy as np
 import PIL.Image
 import torch
@@ -25,6 +27,7 @@ def imagenet_features(dataset, model, crop_size, batch_size=150, workers=0):
     from models import build_model
 
     net = build_model(model, 8, pretrained=True).eval()   # the embedding layer is not used
+    dataset = copy.copy(dataset)   # the caller's transform stays as it was
     dataset.transform = build_transform(model, train=False, crop_size=crop_size)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     return torch.cat([net(batch[0])[0][-1] for batch in loader])
