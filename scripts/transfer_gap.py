@@ -1,6 +1,6 @@
 """How far a transfer target has come towards its source's geometry, on a few training batches.
 
-    python scripts/transfer_gap.py RUN_DIR [--batches 3]
+    python scripts/transfer_gap.py RUN_DIR [--batches 3] [--also OTHER_RUN_DIR]
 
 RUN_DIR is a train_target run folder (args.json, checkpoint.pth), or a folder holding one. For each
 batch it prints the relaxed contrastive loss (the run's sigma and delta, whatever loss the run
@@ -11,7 +11,8 @@ trained with) of
   - floor:   delta^2 * sum_{i != j} W(1 - W) / N, below which no embedding can go (each pair is
              pulled with weight W and pushed with 1 - W; its best relative distance is delta(1 - W)),
 and Spearman's rank correlation between the target's and the source's pairwise distances (1: the
-target orders every pair of the batch as the source does).
+target orders every pair of the batch as the source does). --also adds both measures for another
+run's trained network on the same batches (e.g. the same target trained on labels alone).
 
 Why: the loss never nears 0, and the distance between the start and the source can be a few
 percent of it, so a flat training loss says little about whether the transfer is working; the rank
@@ -44,18 +45,34 @@ def get_args_parser():
     p.add_argument("run", metavar="RUN_DIR", help="a train_target run folder, or a folder holding exactly one")
     p.add_argument("--batches", default=3, type=int, help="training batches to measure on")
     p.add_argument("--workers", default=0, type=int, help="data-loading processes")
+    p.add_argument("--also", default="", metavar="OTHER_RUN_DIR",
+                   help="another run (e.g. --loss Proxy_Anchor without a source) whose checkpoint.pth to measure too")
     return p
 
 
-def find_target_run(path):
-    runs = [r for r in find_runs([path]) if r.uses_source]
+def find_target_run(path, with_source=True):
+    runs = [r for r in find_runs([path]) if not r.is_source and (r.uses_source or not with_source)]
     if len(runs) != 1:
-        raise UserError(f"{path} holds {len(runs)} train_target runs that learn from a source; pass the "
-                        "folder of one (the one with args.json and checkpoint.pth).")
+        kind = "train_target runs that learn from a source" if with_source else "train_target runs"
+        raise UserError(f"{path} holds {len(runs)} {kind}; pass the folder of one (the one with "
+                        "args.json and checkpoint.pth).")
     ckpt = os.path.join(runs[0].dir, "checkpoint.pth")
     if not os.path.isfile(ckpt):
         raise UserError(f"{runs[0].dir} has no checkpoint.pth: the run has not finished an epoch.")
     return runs[0], ckpt
+
+
+def network_of(run, ckpt=None):
+    """The run's network in eval mode with the weights of `ckpt`, and the checkpoint's epoch; with
+    no ckpt, the network as the run started it (ImageNet weights, or a random init), and None."""
+    a = run.args
+    net = build_model(a["model"], a["embedding_size"], pretrained=ckpt is None and not a["random_init"],
+                      l2_norm=bool(a["target_norm"]), bn_freeze=bool(a["bn_freeze"]))
+    if ckpt is None:
+        return net.eval(), None
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    net.load_state_dict(state["model"])
+    return net.eval(), state["epoch"]
 
 
 def loss_floor(W, delta):
@@ -79,18 +96,24 @@ def main(args):
     a.workers = args.workers
     device = torch.device("cpu")
     seed_everything(a.seed)
-    net = dict(name=a.model, embedding_size=a.embedding_size, l2_norm=bool(a.target_norm), bn_freeze=bool(a.bn_freeze))
-    start = build_model(pretrained=not a.random_init, **net).eval()
-    trained = build_model(pretrained=False, **net)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    trained.load_state_dict(state["model"])
-    trained.eval()
+    start, _ = network_of(run)
+    trained, epoch = network_of(run, ckpt)
+    other = None
+    if args.also:
+        other_run, other_ckpt = find_target_run(args.also, with_source=False)
+        if other_run.args["model"] != a.model or other_run.args["crop_size"] != a.crop_size:
+            raise UserError(f"--also {args.also} trained {other_run.args['model']} at {other_run.args['crop_size']} px; "
+                            f"it must be the run's network, {a.model} at {a.crop_size} px, to see the same batches.")
+        other = network_of(other_run, other_ckpt)
     source = build_source(a, device)
     loss = RelaxedContrastiveLoss(a.sigma, a.delta)
     loaders = build_loaders(a, a.model, a.view, a.seed)
     print(f"{run.dir}: {a.loss}, {a.model}-{a.embedding_size} from {a.source_model}-{a.source_embedding_size}, "
-          f"checkpoint after epoch {state['epoch']}")
-    print("batch | relaxed contrastive loss: start  trained  source  floor | Spearman rho: start  trained")
+          f"checkpoint after epoch {epoch}")
+    if other:
+        print(f"also: {other_run.dir} ({other_run.method}, {other_run.network}), checkpoint after epoch {other[1]}")
+    print("batch | relaxed contrastive loss: start  trained  source  floor | Spearman rho: start  trained"
+          + ("  | also: loss  rho" if other else ""))
     batches = iter(loaders.train)
     with torch.no_grad():
         for b in range(args.batches):
@@ -98,7 +121,11 @@ def main(args):
             _, s = source(convert_input(x, a.model, a.source_model))
             (l0, r0), (l1, r1) = gap(start(x)[1], s, loss), gap(trained(x)[1], s, loss)
             floor = loss_floor(source_similarities(s, a.sigma), a.delta)
-            print(f"{b:5d} | {l0:31.2f} {l1:8.2f} {loss(s, s).item():7.2f} {floor:6.2f} | {r0:18.3f} {r1:8.3f}")
+            line = f"{b:5d} | {l0:31.2f} {l1:8.2f} {loss(s, s).item():7.2f} {floor:6.2f} | {r0:18.3f} {r1:8.3f}"
+            if other:
+                l2, r2 = gap(other[0](x)[1], s, loss)
+                line += f"  | {l2:10.2f} {r2:5.3f}"
+            print(line)
 
 
 if __name__ == "__main__":

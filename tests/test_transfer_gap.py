@@ -72,3 +72,32 @@ def test_a_run_without_a_source_is_refused(tiny_cub, tiny_flags, tmp_path):
     train_target.main(train_target.get_args_parser().parse_args(argv))
     with pytest.raises(UserError, match="0 train_target runs that learn from a source"):
         transfer_gap.main(transfer_gap.get_args_parser().parse_args([str(tmp_path)]))
+
+
+def test_also_measures_a_labels_only_run_on_the_same_batches(tiny_cub, tiny_flags, source_ckpt, tmp_path, capsys):
+    common = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "16",
+                           "--batch-size", "12", "--IPC", "2"]
+    transfer = common + ["--LOG_DIR", str(tmp_path / "rc"), "--loss", "Relaxed_Contra", "--source-ckpt", source_ckpt,
+                         "--source-model", "resnet_narrow", "--source-embedding-size", "32"]
+    labels = common + ["--LOG_DIR", str(tmp_path / "pa"), "--loss", "Proxy_Anchor", "--target-norm", "1"]
+    for argv in (transfer, labels):
+        train_target.main(train_target.get_args_parser().parse_args(argv))
+    capsys.readouterr()
+    transfer_gap.main(transfer_gap.get_args_parser().parse_args(
+        [str(tmp_path / "rc"), "--batches", "1", "--also", str(tmp_path / "pa")]))
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("also: ") and "Proxy_Anchor (no source), resnet_narrow-16" in out[1]
+    row = out[3].replace("|", " ").split()
+    assert len(row) == 9 and -1 <= float(row[8]) <= 1 and float(row[7]) >= float(row[4])   # loss >= floor
+
+
+def test_also_must_be_the_same_network(tiny_cub, tiny_flags, source_ckpt, tmp_path):
+    common = ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "16", "--batch-size", "12", "--IPC", "2"]
+    transfer = tiny_flags + common + ["--LOG_DIR", str(tmp_path / "rc"), "--loss", "Relaxed_Contra",
+                                      "--source-ckpt", source_ckpt, "--source-model", "resnet_narrow",
+                                      "--source-embedding-size", "32"]
+    other = [f if f != "32" else "48" for f in tiny_flags] + common + ["--LOG_DIR", str(tmp_path / "pa"), "--loss", "Proxy_Anchor"]
+    for argv in (transfer, other):
+        train_target.main(train_target.get_args_parser().parse_args(argv))
+    with pytest.raises(UserError, match="must be the run's network, resnet_narrow at 32 px"):
+        transfer_gap.main(transfer_gap.get_args_parser().parse_args([str(tmp_path / "rc"), "--also", str(tmp_path / "pa")]))
