@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from dataset import convert_input  # noqa: E402
 from errors import UserError  # noqa: E402
 from loaders import build_loaders  # noqa: E402
-from losses.relaxed import RelaxedContrastiveLoss, source_similarities  # noqa: E402
+from losses.relaxed import RelaxedContrastiveLoss, _off_diagonal, source_similarities  # noqa: E402
 from losses.distance import pdist  # noqa: E402
 from models import build_model  # noqa: E402
 from reporting.runs import find_runs  # noqa: E402
@@ -79,13 +79,12 @@ def loss_floor(W, delta):
     """(N, N) source similarities -> the least relaxed contrastive loss any target could score:
     each pair's W*D^2 + (1-W)*relu(delta-D)^2 is smallest at D = delta*(1-W), where it is
     delta^2*W*(1-W); summed over pairs i != j and divided by N, as the loss is."""
-    off = ~torch.eye(len(W), dtype=torch.bool)
-    return delta ** 2 * (W * (1 - W))[off].sum().item() / len(W)
+    return delta ** 2 * (W * (1 - W))[_off_diagonal(len(W), W.device)].sum().item() / len(W)
 
 
 def gap(t_emb, s_emb, loss):
     """One batch -> the relaxed contrastive loss of t_emb and Spearman's rho of the distances."""
-    off = ~torch.eye(len(t_emb), dtype=torch.bool)
+    off = _off_diagonal(len(t_emb), t_emb.device)
     rho = spearmanr(pdist(t_emb)[off].numpy(), pdist(s_emb)[off].numpy())[0]
     return loss(t_emb, s_emb).item(), float(rho)
 
@@ -108,6 +107,8 @@ def main(args):
     source = build_source(a, device)
     loss = RelaxedContrastiveLoss(a.sigma, a.delta)
     loaders = build_loaders(a, a.model, a.view, a.seed)
+    if not 1 <= args.batches <= len(loaders.train):
+        raise UserError(f"--batches {args.batches}: the run's training split gives 1 to {len(loaders.train)} batches.")
     print(f"{run.dir}: {a.loss}, {a.model}-{a.embedding_size} from {a.source_model}-{a.source_embedding_size}, "
           f"checkpoint after epoch {epoch}")
     if other:

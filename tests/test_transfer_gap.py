@@ -64,6 +64,8 @@ def test_script_on_a_trained_target(tiny_cub, tiny_flags, source_ckpt, tmp_path,
     for _, start, trained, source, floor, rho_start, rho_trained in rows:
         assert min(float(start), float(trained), float(source)) >= float(floor) > 0
         assert -1 <= float(rho_start) <= 1 and -1 <= float(rho_trained) <= 1
+    with pytest.raises(UserError, match="--batches 1000: the run's training split gives 1 to"):
+        transfer_gap.main(transfer_gap.get_args_parser().parse_args([str(tmp_path), "--batches", "1000"]))
 
 
 def test_a_run_without_a_source_is_refused(tiny_cub, tiny_flags, tmp_path):
