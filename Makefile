@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
 
-.PHONY: venv test test-fast demo mini-reproduction noto-font check-reference bench-recall clean-venv
+.PHONY: venv test test-fast demo mini-reproduction noto-font check-reference bench-recall bench-deploy clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ check-reference: venv
 
 bench-recall: venv
 	$(PYTHON) benchmarks/bench_recall.py
+
+# Size and speed of the paper's targets against their sources (docs/deploy.md).
+bench-deploy: venv
+	$(PYTHON) benchmarks/bench_deploy.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,6 +4,11 @@ dataset; optionally save the embeddings (--save-embeddings) or a picture of retr
     python evaluate.py --gpu-id 0 --dataset cub --model bn_inception --embedding-size 512 \
         --ckpt pretrained_source/bn_inception/cub_bn_inception_512dim_Proxy_Anchor_ckpt.pth
 
+On In-Shop (--dataset Inshop) each query image is searched among the gallery images only, as in
+Proxy-Anchor. Any two sets of saved embeddings can be scored the same way, without a network:
+
+    python evaluate.py --query-embeddings Q.npz --gallery-embeddings G.npz [--recall-ks 1,10,20]
+
 The authors' flags and defaults (../shared/paper/reference-flags.md). Checkpoints written by this
 project remember their network, embedding size and L2 norm, and are evaluated so unless a flag says
 otherwise. Other files (the released sources, targets trained with the authors' code) get the
@@ -15,19 +20,21 @@ import os
 import sys
 
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "code"))
 
 import distributed  # noqa: E402
 from dataset import build_dataset, build_transform  # noqa: E402
+from embeddings_file import load_embeddings, save_embeddings  # noqa: E402
 from evaluation import evaluate, recall_ks  # noqa: E402
 from errors import UserError  # noqa: E402
 from loaders import build_eval_loader  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from models.pretrained import read_weight_file  # noqa: E402
+from query_gallery import nearest_gallery, query_gallery_metrics  # noqa: E402
 from reporting.retrieval_grid import draw_grid, nearest_neighbours, pick_queries  # noqa: E402
 from runtime import run_cli  # noqa: E402
-from storage import save_npz  # noqa: E402
 
 
 # The authors' defaults, for checkpoints that do not record their network.
@@ -37,9 +44,16 @@ FALLBACK = {"model": "bn_inception", "embedding_size": 512, "target_norm": 0}
 def get_args_parser():
     p = argparse.ArgumentParser(description="Recall@K of a saved embedding network.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
-    p.add_argument("--ckpt", "--resume", dest="ckpt", required=True,
-                   help="checkpoint holding {'model_state_dict': ...}")
-    p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--ckpt", "--resume", dest="ckpt", help="checkpoint holding {'model_state_dict': ...}")
+    what.add_argument("--query-embeddings", default="", metavar="Q.npz",
+                      help="instead of a network: score these saved embeddings (evaluate.py --save-embeddings) "
+                           "as queries searched in --gallery-embeddings (alone: a file saved from In-Shop, "
+                           "whose queries are searched in its gallery)")
+    p.add_argument("--gallery-embeddings", default="", metavar="G.npz", help="the gallery of --query-embeddings")
+    p.add_argument("--recall-ks", default="", metavar="K,K,...",
+                   help="the K of Recall@K (default: the data set's; In-Shop's 1,10,20,30,40,50 for saved embeddings)")
+    p.add_argument("--dataset", default="cub", help="cub, cars, SOP, Inshop or emoji")
     p.add_argument("--DATA_DIR", default="./data")
     p.add_argument("--model", default=None, help=f"{', '.join(MODELS)} (default: from the checkpoint, "
                                                   "else bn_inception)")
@@ -66,16 +80,67 @@ def get_args_parser():
 
 
 def visualize(args, X, T, eval_set):
-    """The retrieval grid of --visualize queries (drawn with a fixed seed)."""
+    """The retrieval grid of --visualize queries (drawn with a fixed seed); on a query/gallery split,
+    queries from the query images and their neighbours from the gallery."""
     out = args.visualize_out or f"{os.path.splitext(args.ckpt)[0]}_{args.dataset}_retrievals.png"
-    queries = pick_queries(len(eval_set), args.visualize)
-    neighbours = nearest_neighbours(X, queries, args.visualize_k)
+    is_query = getattr(eval_set, "is_query", None)
+    if is_query is None:
+        queries = pick_queries(len(eval_set), args.visualize)
+        neighbours = nearest_neighbours(X, queries, args.visualize_k)
+    else:
+        q_idx, g_idx = (np.flatnonzero(np.asarray(is_query) == side) for side in (True, False))
+        queries = q_idx[pick_queries(len(q_idx), args.visualize)].tolist()
+        neighbours = torch.as_tensor(g_idx)[nearest_gallery(X[queries], X[g_idx], args.visualize_k)[1]]
     draw_grid(eval_set.im_paths, T.tolist(), queries, neighbours, out)
     print(f"retrievals of {len(queries)} queries saved in {out}")
     return out
 
 
+def parse_ks(text, default):
+    try:
+        ks = [int(k) for k in text.split(",")] if text else default
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise UserError(f"--recall-ks {text!r}: give positive integers separated by commas, e.g. 1,10,20.")
+    return ks
+
+
+def score_saved(args):
+    """The query/gallery mode: Recall@K, MAP@R and RP of saved query embeddings searched in saved
+    gallery embeddings."""
+    query = load_embeddings(args.query_embeddings, "--query-embeddings", need_labels=True)
+    if args.gallery_embeddings:
+        gallery = load_embeddings(args.gallery_embeddings, "--gallery-embeddings", need_labels=True)
+    elif "is_query" in query:   # one file of a query/gallery split (In-Shop's --save-embeddings)
+        q = query["is_query"].astype(bool)
+        query, gallery = ({k: v[side] for k, v in query.items()} for side in (q, ~q))
+    else:
+        raise UserError(f"--query-embeddings {args.query_embeddings} is not from a query/gallery split (no "
+                        "'is_query'): pass the gallery with --gallery-embeddings.")
+    (nq, dq), (ng, dg) = query["embeddings"].shape, gallery["embeddings"].shape
+    if dq != dg:
+        raise UserError(f"the query embeddings are {dq}-d and the gallery embeddings {dg}-d: both sets must "
+                        "come from the same network (embed both with one checkpoint).")
+    ks = parse_ks(args.recall_ks, recall_ks("Inshop"))
+    # Labels of any kind (integers, or class-folder names from scripts/retrieve.py) as class numbers.
+    _, classes = np.unique(np.concatenate([query["labels"].astype(str), gallery["labels"].astype(str)]),
+                           return_inverse=True)
+    recalls, map_r, rp = query_gallery_metrics(torch.from_numpy(query["embeddings"]), torch.from_numpy(classes[:nq]),
+                                               torch.from_numpy(gallery["embeddings"]),
+                                               torch.from_numpy(classes[nq:]), ks)
+    print(f"{nq} queries searched in {ng} gallery items ({dq}-d)")
+    scores = {**{f"R@{k}": r for k, r in zip(ks, recalls)}, "MAP@R": map_r, "RP": rp}
+    for k, v in scores.items():
+        print(f"{k}: {100 * v:.2f}")
+    return scores
+
+
 def main(args):
+    if args.gallery_embeddings and not args.query_embeddings:
+        raise UserError("--gallery-embeddings needs --query-embeddings (the queries to search in it).")
+    if args.query_embeddings:
+        return score_saved(args)
     if not os.path.isfile(args.ckpt):
         raise UserError(f"--ckpt {args.ckpt} does not exist: pass the path of a saved model "
                         "(e.g. logs/logs_cub/.../cub_bn_inception_best.pth).")
@@ -97,14 +162,18 @@ def main(args):
     eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", tf)
     # Under torchrun each process embeds a share; the recalls are those of one process.
     loader = build_eval_loader(eval_set, args.batch_size, args.workers)
-    recalls, X, T = evaluate(model, loader, device, recall_ks(args.dataset), return_embeddings=True)
+    recalls, X, T = evaluate(model, loader, device, parse_ks(args.recall_ks, recall_ks(args.dataset)),
+                             return_embeddings=True)
     if args.save_embeddings and distributed.is_main():
-        save_npz(args.save_embeddings, embeddings=X.numpy(), labels=T.numpy(),
-                 paths=np.array([str(p) for p in eval_set.im_paths]))
+        save_embeddings(args.save_embeddings, X.numpy(), T.numpy(), eval_set.im_paths,
+                        getattr(eval_set, "is_query", None))
         print(f"embeddings saved in {args.save_embeddings}")
     if args.visualize and distributed.is_main():
         visualize(args, X, T, eval_set)
-    print(f"{args.dataset} eval split, {len(eval_set)} images, {args.model}-{args.embedding_size}"
+    is_query = getattr(eval_set, "is_query", None)
+    split = (f"{sum(is_query)} queries searched in {len(is_query) - sum(is_query)} gallery images"
+             if is_query is not None else f"{len(eval_set)} images")
+    print(f"{args.dataset} eval split, {split}, {args.model}-{args.embedding_size}"
           f"{' (L2-normalised)' if args.target_norm else ''} from {args.ckpt}")
     for k, v in recalls.items():
         print(f"{k}: {100 * v:.2f}")

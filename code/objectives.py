@@ -14,6 +14,12 @@ from losses import call_loss, is_batchwise, sample_contrast_index
 from views import gather_views, repeat_for_views, views_to_batch
 
 
+def full_precision(t):
+    """Float16/bfloat16 (--amp) -> float32; float32 and float64 unchanged (the step-level DDP
+    tests run in float64)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def pair_feature_maps(t_model, s_model, loss_cls=None):
     """(target map index, source map index) pairs for Attention and FitNet.
 
@@ -96,12 +102,12 @@ class TransferObjective(Objective):
             if source is not None:
                 with torch.no_grad():
                     s_feats, s_emb = source(convert_input(x, *self.input_models) if self.input_models else x)
-        # Losses and distances in float32, whatever the networks ran in.
-        batch = dict(t_emb=t_emb.float(), labels=labels, index=index, t_pool=t_feats[-1].float(),
-                     t_maps=[t_feats[i].float() for i, _ in self.map_pairs])
+        # Losses and distances in float32 at least, whatever the networks ran in.
+        batch = dict(t_emb=full_precision(t_emb), labels=labels, index=index, t_pool=full_precision(t_feats[-1]),
+                     t_maps=[full_precision(t_feats[i]) for i, _ in self.map_pairs])
         if source is not None:
-            batch.update(s_emb=s_emb.float(), s_pool=s_feats[-1].float(),
-                         s_maps=[s_feats[j].float() for _, j in self.map_pairs])
+            batch.update(s_emb=full_precision(s_emb), s_pool=full_precision(s_feats[-1]),
+                         s_maps=[full_precision(s_feats[j]) for _, j in self.map_pairs])
         # Under torchrun, batch-wise losses see the global batch (feature maps stay local).
         batch = {k: v if isinstance(v, list) else gather_views(v, self.views) for k, v in batch.items()}
         if "contrast_index" in self.method.inputs:
@@ -132,5 +138,5 @@ class SourceObjective(Objective):
         with self.autocast(device):
             _, emb = self.nets[0](x)
         # Under torchrun the loss sees the global batch, as in one process (see distributed.py).
-        value = self.criterion(gather_views(emb.float()), gather_views(labels))
+        value = self.criterion(gather_views(full_precision(emb)), gather_views(labels))
         return distributed.scale_grad(value, distributed.world_size())

@@ -41,7 +41,7 @@ def get_args_parser():
     p.add_argument("--save", default=0, type=int,
                    help="1: save the best model as LOG_DIR/{model}/{dataset}_{model}_{dim}dim_{loss}_ckpt.pth "
                         "and its _results.txt (the released checkpoints' names)")
-    p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
+    p.add_argument("--dataset", default="cub", help="cub, cars, SOP, Inshop or emoji")
     p.add_argument("--DATA_DIR", default="./data", help="folder holding the datasets")
     p.add_argument("--embedding-size", default=512, type=int)
     p.add_argument("--batch-size", default=90, type=int)

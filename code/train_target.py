@@ -46,7 +46,7 @@ def get_args_parser():
     p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; -1: all visible GPUs (DDP, one process "
                    "each, as torchrun); the CPU when CUDA is absent")
     p.add_argument("--DATA_DIR", default="./data", help="folder holding the datasets")
-    p.add_argument("--dataset", default="cub", help="cub, cars, SOP or emoji")
+    p.add_argument("--dataset", default="cub", help="cub, cars, SOP, Inshop or emoji")
     p.add_argument("--embedding-size", default=512, type=int, help="target embedding size")
     p.add_argument("--batch-size", default=90, type=int, help="images per batch (each in --view views)")
     p.add_argument("--epochs", default=90, type=int)

@@ -96,7 +96,9 @@ def main(args):
     src, t_src = run(train_source, common(args) + [
         "--embedding-size", str(args.source_dim), "--epochs", str(args.source_epochs), "--warm", "1",
         "--l2-norm", "1", "--save", "1", "--save-dir", ckpt_dir], f"source: Proxy-Anchor, {args.source_dim}-d")
-    target = common(args) + ["--embedding-size", str(args.target_dim), "--epochs", str(args.target_epochs), "--warm", "0"]
+    # The targets keep their best model (RUN/emoji_{model}_best.pth): docs/deploy.md exports and searches with it.
+    target = common(args) + ["--embedding-size", str(args.target_dim), "--epochs", str(args.target_epochs),
+                             "--warm", "0", "--save", "1"]
     rc, t_rc = run(train_target, target + [
         "--loss", "Relaxed_Contra", "--source-ckpt", ckpt, "--source-model", net,
         "--source-embedding-size", str(args.source_dim),

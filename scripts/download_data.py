@@ -1,9 +1,9 @@
 """Download and unpack the paper's data sets into DATA_DIR in the layouts the loaders read, then
 count the images with scripts/verify_data.py.
 
-    python scripts/download_data.py [--DATA_DIR DIR] [cub] [cars] [SOP]
+    python scripts/download_data.py [--DATA_DIR DIR] [cub] [cars] [SOP] [Inshop]
 
-DATA_DIR defaults to $DATA_DIR, else ./data. With no names: all three.
+DATA_DIR defaults to $DATA_DIR, else ./data. With no names: the paper's three (cub, cars, SOP).
 
 Archives land in DATA_DIR (Cars' official pair in DATA_DIR/cars196/) and are kept; delete them once
 the counts are right. Interrupted downloads resume from their `.part` file on the next run. An
@@ -15,6 +15,10 @@ the same checks): put it where this script would save it and run it again.
 Cars-196: its official host (ai.stanford.edu/~jkrause) has answered 404 since 2023. The script
 still tries it first, then the copy at ftp.cs.stanford.edu (CARS196.zip); failing both, it says
 how to get Kaggle's copy by hand. The Cars loader also reads that copy's layout.
+
+In-Shop Clothes (Inshop): its only official host is a Google Drive folder, linked from the DeepFashion
+project page, which needs a browser. The script cannot fetch it: it says which two files to download
+and where to put them, and unpacks img.zip once it is there.
 """
 import argparse
 import os
@@ -180,7 +184,33 @@ def listing(top, limit=20):
     return out or ["nothing"]
 
 
-GETTERS = {"cub": get_cub, "cars": get_cars, "SOP": get_sop}
+INSHOP_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html"
+
+
+def get_inshop(data_dir, quiet=False):
+    """In-Shop Clothes: nothing to download automatically (see the module docstring); unpacks an
+    img.zip put in Inshop_Clothes/Img/ by hand, and says what is still missing."""
+    root = os.path.join(data_dir, "Inshop_Clothes")
+    partition = os.path.join(root, "Eval", "list_eval_partition.txt")
+    images, archive = os.path.join(root, "Img", "img"), os.path.join(root, "Img", "img.zip")
+    if not os.path.isdir(images) and os.path.isfile(archive):
+        check_archive(archive)          # no MD5 is published: its CRCs catch a truncated download
+        unpack(archive, os.path.dirname(archive), quiet)
+    missing = [what for what, ok in ((f"{partition}", os.path.isfile(partition)),
+                                     (f"{images}/ (unpacked from img.zip)", os.path.isdir(images))) if not ok]
+    if not missing:
+        print(f"have {root}")
+        return
+    raise FetchError(
+        f"In-Shop Clothes needs a manual download; missing: {'; '.join(missing)}. Open {INSHOP_PAGE}, follow "
+        "its download link to the Google Drive folder of the In-shop Clothes Retrieval Benchmark (a browser "
+        "step), and download Img/img.zip and Eval/list_eval_partition.txt from it. Put img.zip in "
+        f"{os.path.dirname(archive)}/ and list_eval_partition.txt in {os.path.dirname(partition)}/, then run "
+        "this again: it checks and unpacks img.zip (docs/data.md#in-shop-clothes)")
+
+
+GETTERS = {"cub": get_cub, "cars": get_cars, "SOP": get_sop, "Inshop": get_inshop}
+DEFAULT = ("cub", "cars", "SOP")   # the paper's; In-Shop only when named
 
 
 def verify(data_dir, names):
@@ -194,12 +224,12 @@ def main(argv=None):
     ap.add_argument("--DATA_DIR", default=os.environ.get("DATA_DIR") or "./data")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     # Checked below, not with choices=: argparse < 3.12 rejects an empty list against choices.
-    ap.add_argument("datasets", nargs="*", metavar="{cub,cars,SOP}", help="default: all three")
+    ap.add_argument("datasets", nargs="*", metavar="{cub,cars,SOP,Inshop}", help="default: cub cars SOP")
     args = ap.parse_args(argv)
     unknown = [n for n in args.datasets if n not in GETTERS]
     if unknown:
         ap.error(f"unknown data set(s) {', '.join(unknown)}: choose among {', '.join(GETTERS)}")
-    names = list(dict.fromkeys(args.datasets)) or list(GETTERS)
+    names = list(dict.fromkeys(args.datasets)) or [n for n in DEFAULT if n in GETTERS]
     os.makedirs(args.DATA_DIR, exist_ok=True)
     done, failed = [], []
     for name in names:

@@ -1,7 +1,7 @@
 """Check that the datasets under --DATA_DIR have the paper's image and class counts (and, for Cars-196,
 say which of its three layouts was found, or what the closest one lacks).
 
-    python scripts/verify_data.py [--DATA_DIR ./data] [cub] [cars] [SOP]
+    python scripts/verify_data.py [--DATA_DIR ./data] [cub] [cars] [SOP] [Inshop]
 """
 import argparse
 import os
@@ -17,13 +17,17 @@ EXPECTED = {
     "cub": {"train": (5864, 100), "eval": (5924, 100)},
     "cars": {"train": (8054, 98), "eval": (8131, 98)},
     "SOP": {"train": (59551, 11318), "eval": (60502, 11316)},
+    # In-Shop: eval = 14,218 query + 12,612 gallery images of the same 3,985 items.
+    "Inshop": {"train": (25882, 3997), "eval": (26830, 3985)},
 }
+QUERIES = {"Inshop": 14218}
+DEFAULT = ["cub", "cars", "SOP"]   # the paper's
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--DATA_DIR", default="./data")
-    ap.add_argument("datasets", nargs="*", default=list(EXPECTED), choices=list(EXPECTED))
+    ap.add_argument("datasets", nargs="*", default=DEFAULT, choices=list(EXPECTED))
     args = ap.parse_args(argv)
     ok = True
     for name in args.datasets:
@@ -38,6 +42,11 @@ def main(argv=None):
                 print(f"{name}: found {ds.layout_description}")
             got = (len(ds), ds.nb_classes())
             good = got == (n_img, n_cls)
+            if mode == "eval" and name in QUERIES:   # query/gallery split: both parts' sizes
+                n_query = sum(ds.is_query)
+                good &= n_query == QUERIES[name]
+                print(f"{name} eval: {n_query} query and {len(ds) - n_query} gallery images "
+                      f"(expected {QUERIES[name]} and {n_img - QUERIES[name]})")
             ok &= good
             print(f"{name} {mode}: {got[0]} images, {got[1]} classes "
                   + ("(as expected)" if good else f"(expected {n_img} images, {n_cls} classes)"))

@@ -212,6 +212,50 @@ def sop_dir(tmp_path):
     return make_sop(tmp_path)
 
 
+# item number -> (folder under Img/img/, status of each of its images): item numbers interleave
+# across the splits, as in the real file; item 33 lists its gallery image before its query image.
+INSHOP = {
+    2: ("WOMEN/Dresses", ["train", "train"]),
+    7: ("MEN/Denim", ["query", "gallery", "gallery"]),
+    8: ("WOMEN/Dresses", ["train", "train", "train"]),
+    12: ("WOMEN/Blouses_Shirts", ["query", "query", "gallery"]),
+    19: ("MEN/Tees_Tanks", ["train"]),
+    33: ("WOMEN/Tees_Tanks", ["gallery", "query"]),
+    40: ("MEN/Denim", ["train", "train"]),
+    41: ("WOMEN/Skirts", ["query", "gallery"]),
+}
+INSHOP_VIEWS = ["1_front", "2_side", "3_back", "4_full"]
+
+
+def inshop_rows():
+    """(path relative to Img/, item id, status) of every image, in the order the file lists them:
+    not grouped by split, so that a loader cannot rely on it."""
+    rows = [(f"img/{folder}/id_{item:08d}/0{j // 4 + 1}_{INSHOP_VIEWS[j % 4]}.jpg", f"id_{item:08d}", status)
+            for item, (folder, statuses) in INSHOP.items() for j, status in enumerate(statuses)]
+    return rows[1::2] + rows[::2]
+
+
+def make_inshop(tmp_path):
+    """DATA_DIR with Proxy-Anchor's layout: Inshop_Clothes/Eval/list_eval_partition.txt (a count line,
+    the header, then `image_name item_id evaluation_status` rows) and Inshop_Clothes/Img/img/..."""
+    root = tmp_path / "Inshop_Clothes"
+    rows = inshop_rows()
+    for path, item, _ in rows:
+        n = int(item[3:])
+        write_jpeg(str(root / "Img" / path), color=(n * 37 % 256, n * 91 % 256, 30 * (path.count("side") + 1)))
+    lines = [str(len(rows)), "image_name item_id evaluation_status"]
+    # Columns padded with runs of spaces: read as whitespace-separated, as Proxy-Anchor's reader does.
+    lines += [f"{path:<60}{item:<20}{status}" for path, item, status in rows]
+    (root / "Eval").mkdir(parents=True)
+    (root / "Eval" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+@pytest.fixture
+def inshop_dir(tmp_path):
+    return make_inshop(tmp_path)
+
+
 @pytest.fixture
 def layout():
     """The trees' contents for the tests' expectations (conftest is not importable under
@@ -219,7 +263,8 @@ def layout():
     return types.SimpleNamespace(cub_images_per_class=cub_images_per_class,
                                  cars_classes=cars_classes(), cars_class_names=cars_class_names(),
                                  cars_image_id=cars_image_id,
-                                 sop={"train": SOP_TRAIN, "eval": SOP_TEST})
+                                 sop={"train": SOP_TRAIN, "eval": SOP_TEST},
+                                 inshop=INSHOP, inshop_rows=inshop_rows())
 
 
 # End-to-end fixtures: one tiny CUB tree and one source network trained on it, shared by the
@@ -237,6 +282,11 @@ def tiny_flags():
 @pytest.fixture(scope="session")
 def tiny_cub(tmp_path_factory):
     return make_cub(tmp_path_factory.mktemp("cub"))
+
+
+@pytest.fixture(scope="session")
+def tiny_inshop(tmp_path_factory):
+    return make_inshop(tmp_path_factory.mktemp("inshop"))
 
 
 @pytest.fixture(scope="session")

@@ -63,8 +63,8 @@ def imagenet_standin(tmp_path_factory):
     """A torch.hub cache holding a stand-in for BN-Inception's ImageNet file: random weights whose
     BatchNorm statistics are those of image-like inputs, as trained statistics are. (At random
     initialisation, frozen statistics of mean 0 and variance 1 let its activations collapse to
-    nearly equal embeddings, whose normalised distances are float noise.) ResNet files are
-    hash-checked, so ResNets start from random weights instead."""
+    nearly equal embeddings, whose normalised distances are float noise.) The ResNets here start
+    from random weights; tests/test_ddp_steps.py gives them stand-ins too."""
     from models.bn_inception import URL, BNInceptionTrunk
     home = tmp_path_factory.mktemp("torch_home")
     torch.manual_seed(0)

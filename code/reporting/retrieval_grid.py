@@ -1,5 +1,6 @@
 """A picture of retrieval: rows of query image, then its top-k neighbours, each framed green when
-it shows the query's class and red when it does not."""
+it shows the query's class and red when it does not (blue when the classes are unknown, as in a
+gallery folder without class folders)."""
 import PIL.Image
 import PIL.ImageDraw
 import torch
@@ -8,6 +9,7 @@ from dataset import load_image
 from storage import save_file
 
 GREEN, RED, GREY, WHITE = (40, 170, 60), (215, 40, 40), (120, 120, 120), (255, 255, 255)
+BLUE = (60, 110, 200)   # a neighbour whose class is not known
 
 
 def pick_queries(n_items, n, seed=0):
@@ -35,7 +37,7 @@ def _tile(path, size, border, color):
 
 def draw_grid(paths, labels, queries, neighbours, out, size=96, border=5, gap=12):
     """Save the grid as PNG: one row per query (grey frame), then its neighbours framed GREEN
-    (same label) or RED (other label). Returns the path."""
+    (same label) or RED (other label); labels None: BLUE frames. Returns the path."""
     k = neighbours.shape[1]
     width, height = size * (k + 1) + gap, size * len(queries)
     canvas = PIL.Image.new("RGB", (width, height), WHITE)
@@ -43,7 +45,7 @@ def draw_grid(paths, labels, queries, neighbours, out, size=96, border=5, gap=12
         y = row * size
         canvas.paste(_tile(paths[q], size, border, GREY), (0, y))
         for col, j in enumerate(nn):
-            color = GREEN if labels[j] == labels[q] else RED
+            color = BLUE if labels is None else GREEN if labels[j] == labels[q] else RED
             canvas.paste(_tile(paths[j], size, border, color), (size + gap + col * size, y))
     PIL.ImageDraw.Draw(canvas).line([(size + gap // 2, 0), (size + gap // 2, height)], fill=GREY, width=1)
     return save_file(out, lambda f: canvas.save(f, format="PNG"))
