@@ -32,8 +32,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
+from dataset import check_images  # noqa: E402
 from deploy import faiss_index  # noqa: E402
-from deploy.images import check_readable, class_folder_labels, embed_files, gather, list_images  # noqa: E402
+from deploy.images import class_folder_labels, embed_files, gather, list_images  # noqa: E402
 from deploy.runners import open_model  # noqa: E402
 from embeddings_file import load_embeddings, save_embeddings  # noqa: E402
 from errors import UserError  # noqa: E402
@@ -91,7 +92,7 @@ def from_file(path, flag):
 
 
 def embed_images(runner, paths, what, args):
-    check_readable(paths, what)        # one error naming every unreadable file, before any embedding
+    check_images(paths, what)          # one error naming every unreadable file, before any embedding
     t0 = time.perf_counter()
     X = embed_files(runner, paths, args.batch_size, args.workers)
     print(f"embedded {len(paths)} {what} images in {time.perf_counter() - t0:.1f} s", flush=True)

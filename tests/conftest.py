@@ -300,3 +300,37 @@ def source_ckpt(tiny_cub, tmp_path_factory):
                 "--save-dir", str(out / "pretrained_source")])
     train_source.main(args)
     return str(out / "pretrained_source" / "resnet_narrow" / "cub_resnet_narrow_32dim_Proxy_Anchor_ckpt.pth")
+
+
+def standin_trunk(name):
+    """The named trunk with random weights and the BatchNorm statistics of image-like inputs."""
+    import torch
+    from models import build_model
+    torch.manual_seed(0)
+    net = build_model(name, 8).train()
+    scale = 60.0 if name == "bn_inception" else 1.0   # BN-Inception takes 0-255 BGR pixels
+    for m in net.batchnorms():
+        m.reset_running_stats()
+        m.momentum = None   # a plain average over the calibration batches
+    with torch.no_grad():
+        for _ in range(3):
+            net.feature_maps(torch.randn(8, 3, 64, 64) * scale)
+    return net.model
+
+
+@pytest.fixture(scope="session")
+def imagenet_standins(tmp_path_factory):
+    """A TORCH_HOME whose torch.hub cache holds stand-ins for the ImageNet files of BN-Inception,
+    ResNet-18 and ResNet-50: random weights with image-like BatchNorm statistics, as trained
+    statistics are (frozen statistics of mean 0 and variance 1 let activations blow up or collapse).
+    A cached file is used as it is: only a download is hash-checked."""
+    import torch
+    from models.bn_inception import URL
+    from models.resnet import ResNet18, ResNet50
+    home = tmp_path_factory.mktemp("torch_home")
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    for name, url in (("bn_inception", URL), ("resnet18", ResNet18.weights.url), ("resnet50", ResNet50.weights.url)):
+        state = {k: v for k, v in standin_trunk(name).state_dict().items() if not k.startswith("embedding.")}
+        torch.save(state, folder / os.path.basename(url))
+    return str(home)

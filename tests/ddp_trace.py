@@ -13,8 +13,8 @@ process (one process group, one start-up). Each process writes OUT/<name>/rank<r
   weights, update  (--record weights, rank 0) the target network's state_dict after the last step,
                    and the norm of what training changed in it (w_end - w_start; BatchNorm's
                    running statistics left out)
-  steps[0]["loss_state"]  the loss modules' state_dict (proxies, regressors, CRD memory) after the
-                   first step
+  steps[0]["loss_state"]  (--record grads) the loss modules' state_dict (proxies, regressors, CRD
+                   memory) after the first step
 Records hold whole networks (tens of MB each): each process keeps only what --record asks for.
 --float64: every network, loss module and input in double precision, so that float noise is
 about 1e-16 instead of 1e-7 (the drift it leaves over the steps shrinks accordingly).
@@ -53,19 +53,22 @@ def named_trainables(objective):
 
 
 class Recorder:
-    def __init__(self):
-        self.steps, self.grads, self.network, self.start, self.objective = [], None, None, None, None
+    """Wraps training.train_step; records what `keep` asks for ('grads', 'weights')."""
+
+    def __init__(self, keep):
+        self.keep, self.steps, self.grads, self.network, self.start = keep, [], None, None, None
 
     def train_step(self, objective, batch, optimizer, scaler=None, clip_value=None):
         x, labels, index = batch
         record = dict(index=torch.as_tensor(index).clone(), labels=torch.as_tensor(labels).clone(),
                       checksums=image_checksums(x))
-        hook = None
+        first = not self.steps
         runner = objective.nets[0]
-        self.network, self.objective = getattr(runner, "module", runner), objective
-        if self.start is None:
+        self.network = getattr(runner, "module", runner)
+        if first and "weights" in self.keep:
             self.start = state_of(self.network)
-        if self.grads is None:
+        hook = None
+        if first and "grads" in self.keep:
             def grab(opt, args, kwargs):
                 self.grads = {n: p.grad.detach().cpu().clone() for n, p in named_trainables(objective)
                               if p.grad is not None}
@@ -76,7 +79,7 @@ class Recorder:
             if hook is not None:
                 hook.remove()
         record["loss"] = float(loss)
-        if not self.steps:
+        if first and "grads" in self.keep:
             record["loss_state"] = state_of(objective)   # proxies, regressors, CRD memory after it
         self.steps.append(record)
         return loss
@@ -103,7 +106,7 @@ def main(out, runs_file, float64=False, keep=("grads", "weights")):
         runs = json.load(f)
     parser = train_target.get_args_parser()
     for name, argv in runs.items():
-        recorder = Recorder()
+        recorder = Recorder(keep)
         training.train_step = recorder.train_step
         args = parser.parse_args(argv)
         train_target.main(args)

@@ -58,26 +58,6 @@ def test_two_processes_train_like_one(loss, tiny_cub, tiny_flags, source_ckpt, t
     assert one["best"]["recalls"] == pytest.approx(two["best"]["recalls"], abs=1e-9)
 
 
-@pytest.fixture(scope="module")
-def imagenet_standin(tmp_path_factory):
-    """A torch.hub cache holding a stand-in for BN-Inception's ImageNet file: random weights whose
-    BatchNorm statistics are those of image-like inputs, as trained statistics are. (At random
-    initialisation, frozen statistics of mean 0 and variance 1 let its activations collapse to
-    nearly equal embeddings, whose normalised distances are float noise.) The ResNets here start
-    from random weights; tests/test_ddp_steps.py gives them stand-ins too."""
-    from models.bn_inception import URL, BNInceptionTrunk
-    home = tmp_path_factory.mktemp("torch_home")
-    torch.manual_seed(0)
-    trunk = BNInceptionTrunk().train()
-    with torch.no_grad():
-        for _ in range(3):   # momentum 0.9: the statistics move 90% toward each batch
-            trunk.features(torch.randn(8, 3, 64, 64) * 60)
-    folder = home / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    torch.save(trunk.state_dict(), folder / os.path.basename(URL))
-    return str(home)
-
-
 def paper_network_run(tmp_path, tiny_cub, tiny_flags, source_ckpt, model, nproc, *extra, torch_home=None):
     """One short Relaxed_MS run of a paper network (ImageNet classifier included) at 64 px with a
     loader worker per process; returns the saved state. With torch_home, from the ImageNet weights
@@ -98,11 +78,11 @@ def paper_network_run(tmp_path, tiny_cub, tiny_flags, source_ckpt, model, nproc,
 @pytest.mark.parametrize("model, extra", [("resnet18", ("--bn-freeze", "1", "--warm", "1", "--epochs", "2")),
                                           ("bn_inception", ("--bn-freeze", "1"))])
 def test_paper_networks_train_like_one_process(model, extra, tiny_cub, tiny_flags, source_ckpt, tmp_path,
-                                               imagenet_standin):
+                                               imagenet_standins):
     """Their unused ImageNet classifiers (fc, last_linear) once stopped DDP in its first step. With
     frozen BatchNorm statistics two processes give one process's weights, the warm-up's switch to
     training every parameter (BatchNorm's affine too) included."""
-    home = imagenet_standin if model == "bn_inception" else None
+    home = imagenet_standins if model == "bn_inception" else None
     one, two = (paper_network_run(tmp_path, tiny_cub, tiny_flags, source_ckpt, model, n, *extra, torch_home=home)
                 for n in (1, 2))
     diff = max(float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"]

@@ -125,17 +125,31 @@ def tamper_onnx(path):
     onnx.save(model, path)
 
 
-@pytest.mark.e2e
-def test_a_tampered_onnx_model_fails_the_check_and_is_not_kept(tmp_path, monkeypatch):
+def tamper_torchscript(path):
+    """Shift the embedding's bias of a TorchScript file by 0.5, in place."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")                 # torch.jit's deprecation notices
+        traced = torch.jit.load(path)
+        traced.net.model.embedding.bias.add_(0.5)      # the file differs from the checkpoint
+        torch.jit.save(traced, path)
+
+
+def write_tampered(monkeypatch, fmt, tamper):
+    """The exporter's writer for `fmt` writes the model, then `tamper`s the file it wrote."""
     from deploy import exporters
-    ckpt, _ = save_checkpoint(tmp_path, "resnet_tiny")
-    real = exporters.WRITERS["onnx"]
+    real = exporters.WRITERS[fmt]
 
     def tampered(module, crop, path):
         real(module, crop, path)
-        tamper_onnx(path)
+        tamper(path)
         return path
-    monkeypatch.setitem(exporters.WRITERS, "onnx", tampered)
+    monkeypatch.setitem(exporters.WRITERS, fmt, tampered)
+
+
+@pytest.mark.e2e
+def test_a_tampered_onnx_model_fails_the_check_and_is_not_kept(tmp_path, monkeypatch):
+    ckpt, _ = save_checkpoint(tmp_path, "resnet_tiny")
+    write_tampered(monkeypatch, "onnx", tamper_onnx)
     with pytest.raises(UserError, match=r"differ from PyTorch's by up to .*at most 0.0001 allowed.*not kept"):
         export([ckpt, "--crop-size", "32"])
     assert sorted(os.listdir(tmp_path)) == ["resnet_tiny.pth"]     # no model, no JSON, no temporary file
@@ -143,19 +157,8 @@ def test_a_tampered_onnx_model_fails_the_check_and_is_not_kept(tmp_path, monkeyp
 
 @pytest.mark.e2e
 def test_a_tampered_torchscript_model_fails_the_check(tmp_path, monkeypatch):
-    from deploy import exporters
     ckpt, _ = save_checkpoint(tmp_path, "resnet_tiny")
-    real = exporters.WRITERS["torchscript"]
-
-    def tampered(module, crop, path):
-        real(module, crop, path)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")                 # torch.jit's deprecation notices
-            traced = torch.jit.load(path)
-            traced.net.model.embedding.bias.add_(0.5)      # the file differs from the checkpoint
-            torch.jit.save(traced, path)
-        return path
-    monkeypatch.setitem(exporters.WRITERS, "torchscript", tampered)
+    write_tampered(monkeypatch, "torchscript", tamper_torchscript)
     with pytest.raises(UserError, match="differ from PyTorch's"):
         export([ckpt, "--crop-size", "32", "--format", "torchscript"])
     assert not (tmp_path / "resnet_tiny.torchscript.pt").exists()

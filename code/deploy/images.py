@@ -1,12 +1,12 @@
 """Folders of images for retrieval: the files in them, their classes when the folder holds class
-folders, the check that every file is a readable image, and their embeddings by any runner."""
+folders, and their embeddings by any runner (dataset.check_images checks that they are readable)."""
 import os
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataset import check_images, load_image
+from dataset import load_image
 from errors import UserError
 
 from .preprocess import SpecTransform
@@ -46,11 +46,6 @@ def class_folder_labels(folder, paths):
     folder/<class>/<image>): its folder's name; else None (a flat or mixed gallery has no classes)."""
     rel = [os.path.relpath(p, folder).split(os.sep) for p in paths]
     return [r[0] for r in rel] if all(len(r) == 2 for r in rel) else None
-
-
-def check_readable(paths, what):
-    """One UserError naming the files that are not readable images (dataset.check_images)."""
-    check_images(paths, what)
 
 
 class _Files(torch.utils.data.Dataset):
