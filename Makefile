@@ -19,8 +19,9 @@ venv: $(STAMP)
 demo: venv noto-font
 	$(PYTHON) scripts/demo.py
 
-# The paper's three settings with ImageNet-pretrained EfficientNet-Lite networks, three seeds
-# (docs/mini_reproduction.md; FULL=1 adds the other five methods).
+# The paper's three settings with ImageNet-pretrained EfficientNet-Lite networks trained to a
+# plateau above a frozen, cached bottom, five seeds (docs/mini_reproduction.md; FULL=1 adds the
+# other five methods; REGIME=short the earlier whole-network miniature).
 mini-reproduction: venv noto-font
 	PYTHON=$(PYTHON) bash scripts/mini_reproduction.sh
 

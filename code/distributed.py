@@ -155,6 +155,12 @@ def sync_loss_grads(module, gathered):
             p.grad.div_(world_size())
 
 
+def barrier():
+    """Wait for every process (e.g. while rank 0 writes a file the others then read)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def from_main(obj):
     """Rank 0's value of `obj` on every rank (e.g. the run folder that rank 0 chose)."""
     if not dist.is_initialized():

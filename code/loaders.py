@@ -6,6 +6,7 @@ import torch
 
 import distributed
 from dataset import BalancedBatchSampler, RankBatchSampler, build_dataset, build_transform, check_images
+from cached_data import cached_splits
 from errors import UserError
 from losses import LOSSES, needs_source
 from runtime import seed_worker
@@ -49,9 +50,11 @@ def hold_out_classes(train_set, fraction, transform):
             train_set.subset_classes(held, transform))
 
 
-def build_loaders(args, model_name, views, seed):
+def build_loaders(args, model_name, views, seed, networks=()):
     """Loaders(train, eval, val or None, generators) of a run (see the module docstring).
-    Broken or missing images of either split stop the run here, before any training."""
+    Broken or missing images of either split stop the run here, before any training.
+    With --feature-cache the splits yield the cached activations of `networks` ([(name, network)],
+    the run's own first, split by --freeze-below) instead of images (cached_data.py)."""
     opts = image_options(args)
     eval_tf = build_transform(model_name, False, **opts)
     train_set = build_dataset(args.dataset, args.DATA_DIR, "train",
@@ -59,6 +62,9 @@ def build_loaders(args, model_name, views, seed):
     eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", eval_tf)
     for split in (train_set, eval_set):
         check_images(split.im_paths, f"{args.dataset} {split.mode}", workers=max(args.workers, 4))
+    if getattr(args, "feature_cache", ""):
+        train_set, eval_set = cached_splits(args, [train_set, eval_set], networks, views, opts)
+        eval_tf = eval_set.transform
     val_set = None
     if args.val_classes:
         train_set, val_set = hold_out_classes(train_set, args.val_classes, eval_tf)

@@ -93,7 +93,11 @@ class TransferObjective(Objective):
 
     def forward(self, x, labels, index):
         device = self.slot_labels.device
+        # From a feature cache whose source has its own frozen part, x is (target's, source's) input.
+        x, x_source = x if isinstance(x, (tuple, list)) else (x, None)
         x, labels = self.to_rows(x, labels, device)                        # (V*B, 3, H, W), (V*B,)
+        if x_source is not None:
+            x_source = views_to_batch(x_source.to(device, non_blocking=True))
         # View v of image i has its own memory slot i + v*n_images (CRD).
         index = repeat_for_views(index.to(device), self.views, offset=len(self.slot_labels) // self.views)
         target, source = self.nets
@@ -101,7 +105,9 @@ class TransferObjective(Objective):
             t_feats, t_emb = target(x)
             if source is not None:
                 with torch.no_grad():
-                    s_feats, s_emb = source(convert_input(x, *self.input_models) if self.input_models else x)
+                    if x_source is None:
+                        x_source = convert_input(x, *self.input_models) if self.input_models else x
+                    s_feats, s_emb = source(x_source)
         # Losses and distances in float32 at least, whatever the networks ran in.
         batch = dict(t_emb=full_precision(t_emb), labels=labels, index=index, t_pool=full_precision(t_feats[-1]),
                      t_maps=[full_precision(t_feats[i]) for i, _ in self.map_pairs])

@@ -27,6 +27,41 @@ def add_run_arguments(p):
                    help="hold out this fraction of the training classes and pick the best epoch by their R@1 "
                         "(the test split is then scored only at the epochs that improve it); 0: pick the "
                         "best epoch by test R@1, the paper's protocol")
+    # The converged miniature (docs/mini_reproduction.md): a frozen bottom, its outputs cached.
+    p.add_argument("--freeze-below", default="", metavar="STAGE",
+                   help="freeze the network below this stage (EfficientNet-Lite: stage0..stage6, head) with its "
+                        "ImageNet weights and statistics; only the stages above it, pooling and the embedding train")
+    p.add_argument("--feature-cache", default="", metavar="DIR",
+                   help="with --freeze-below: compute the frozen part's outputs for --cache-views fixed augmented "
+                        "views of every training image (and the evaluation view of every image) once, keep them "
+                        "in DIR, and train on them instead of images")
+    p.add_argument("--cache-views", default=8, type=int, metavar="V",
+                   help="fixed augmented views per training image in the feature cache (each batch draws --view of them)")
+    p.add_argument("--cache-seed", default=0, type=int, help="seed of the cached views (the same for every run seed)")
+
+
+def check_split_flags(args, network_classes):
+    """--freeze-below / --feature-cache / --cache-views, checked before any network is built.
+    network_classes: the classes of the networks the run splits."""
+    if args.feature_cache and not args.freeze_below:
+        raise UserError("--feature-cache caches the frozen part of the network: give --freeze-below STAGE too.")
+    if not args.freeze_below:
+        return
+    if args.random_init:
+        raise UserError("--freeze-below keeps the network's ImageNet weights below the split: drop --random-init.")
+    if args.cache_views < 1:
+        raise UserError(f"--cache-views must be a positive integer, got {args.cache_views}.")
+    for cls in network_classes:
+        if not hasattr(cls, "stage_names"):
+            raise UserError(f"--freeze-below is not available for {cls.arch}: only the EfficientNet-Lite networks "
+                            "(efficientnet_lite0, efficientnet_lite2) can be split.")
+
+
+def split_network(network, args):
+    """--freeze-below (and --feature-cache: cached input) applied to a freshly built network."""
+    if args.freeze_below:
+        network.freeze_below(args.freeze_below, cached_input=bool(args.feature_cache))
+    return network
 
 
 def check_names(*choices):

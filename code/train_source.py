@@ -24,7 +24,7 @@ from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model  # noqa: E402
 from objectives import SourceObjective  # noqa: E402
 from optim import AMP_DTYPES, OPTIMIZERS, Warmup, build_optimizer, grad_scaler, param_groups  # noqa: E402
-from options import add_run_arguments, check_names  # noqa: E402
+from options import add_run_arguments, check_names, check_split_flags, split_network  # noqa: E402
 from records import selection_key  # noqa: E402
 from runlog import RunLog  # noqa: E402
 from runtime import make_deterministic, run_cli, seed_everything  # noqa: E402
@@ -56,6 +56,9 @@ def get_args_parser():
     p.add_argument("--weight-decay", default=1e-4, type=float)
     p.add_argument("--lr-decay-step", default=10, type=int, help="StepLR step (epochs)")
     p.add_argument("--lr-decay-gamma", default=0.5, type=float)
+    p.add_argument("--lr-schedule", default="step", choices=("step", "cosine"),
+                   help="step: StepLR(--lr-decay-step, --lr-decay-gamma), the authors'; cosine: annealed to 0 over "
+                        "--epochs, as train_target.py does")
     p.add_argument("--alpha", default=32.0, type=float, help="Proxy-Anchor scale")
     p.add_argument("--mrg", default=0.1, type=float, help="Proxy-Anchor margin")
     p.add_argument("--IPC", default=0, type=int, help="images per class in a batch (0: plain shuffled batches)")
@@ -86,14 +89,15 @@ def checkpoint_path(args):
 def main(args):
     check_names((args.model, MODELS, "--model"), (args.loss, SOURCE_LOSSES, "--loss"),
                 (args.optimizer, OPTIMIZERS, "--optimizer"))
+    check_split_flags(args, [MODELS[args.model]])
     seed_everything(args.seed)
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    loaders = build_loaders(args, args.model, 1, args.seed)
-    model = distributed.prepare(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                                            l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze)),
-                                device, args.channels_last, args.sync_bn)
+    model = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                        l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze))
+    model = distributed.prepare(split_network(model, args), device, args.channels_last, args.sync_bn)
+    loaders = build_loaders(args, args.model, 1, args.seed, [(args.model, model)])
     warmup = Warmup(model, args.warm)
     runner, model = distributed.wrap(model, device, find_unused=args.warm > 0)
     criterion = build_source_loss(args.loss, nb_classes=loaders.train.dataset.nb_classes(),
@@ -101,7 +105,10 @@ def main(args):
     objective = SourceObjective(criterion, runner, AMP_DTYPES[args.amp], args.channels_last).to(device)
     optimizer = build_optimizer(args.optimizer, param_groups(model, objective.losses(), args.lr), args.lr,
                                 args.weight_decay, adam_eps=1e-8)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay_step, gamma=args.lr_decay_gamma)
+    if args.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay_step, gamma=args.lr_decay_gamma)
     scaler = grad_scaler(args.amp, device)
     log = RunLog(run_dir(args), args, "EmbeddingTransfer_Source")
     checkpointer = Checkpointer(log.dir, dict(model=model, optimizer=optimizer, lr_scheduler=scheduler,
@@ -115,11 +122,11 @@ def main(args):
         for epoch in loop:
             warmup.set(epoch)
             model.train()
-            loss, stopped = train_one_epoch(objective, loaders.train, optimizer, epoch, loop.deadline, scaler,
+            loss, stopped, steps = train_one_epoch(objective, loaders.train, optimizer, epoch, loop.deadline, scaler,
                                             clip_value=10)   # the Proxy-Anchor recipe
             scheduler.step()
             scores = score_epoch(model, loaders, loop.best, device, recall_ks(args.dataset), args.channels_last)
-            if loop.record(epoch, loss, scores, stopped) and args.save:
+            if loop.record(epoch, loss, scores, stopped, steps) and args.save:
                 log.save_best(model, ckpt, epoch, scores, results_path=ckpt.replace("_ckpt.pth", "_results.txt"))
     return loop.best
 

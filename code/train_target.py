@@ -23,7 +23,7 @@ from losses import LOSSES, build_loss, needs_source  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from objectives import TransferObjective, pair_feature_maps  # noqa: E402
 from optim import AMP_DTYPES, OPTIMIZERS, Warmup, build_optimizer, grad_scaler, param_groups  # noqa: E402
-from options import add_run_arguments, check_names  # noqa: E402
+from options import add_run_arguments, check_names, check_split_flags, split_network  # noqa: E402
 from records import selection_key  # noqa: E402
 from runlog import RunLog  # noqa: E402
 from runtime import make_deterministic, run_cli, seed_everything  # noqa: E402
@@ -96,6 +96,7 @@ def run_dir(args):
 def check_args(args):
     check_names((args.loss, LOSSES, "--loss"), (args.model, MODELS, "--model"),
                 (args.source_model, MODELS, "--source-model"), (args.optimizer, OPTIMIZERS, "--optimizer"))
+    check_split_flags(args, [MODELS[args.model]] + ([MODELS[args.source_model]] if needs_source(args.loss) else []))
 
 
 def build_source(args, device):
@@ -106,6 +107,8 @@ def build_source(args, device):
     source = build_model(args.source_model, args.source_embedding_size, pretrained=False,
                          l2_norm=bool(args.source_norm))
     load_checkpoint_weights(source, args.source_ckpt, flags=("--source-model", "--source-embedding-size"))
+    if getattr(args, "freeze_below", ""):   # its maps and (with a cache) its input are those above the split too
+        source.freeze_below(args.freeze_below, cached_input=bool(args.feature_cache))
     source = distributed.prepare(source, device, args.channels_last, args.sync_bn).eval()
     for p in source.parameters():
         p.requires_grad_(False)
@@ -135,7 +138,7 @@ def build_objective(args, target, source, train_set, device, runner=None):
     return TransferObjective(loss(args.loss), runner or target, source, args.view, slot_labels, pairs, proxy_anchor,
                              nce_k=args.nce_k, generator=torch.Generator().manual_seed(args.seed + 2),
                              amp_dtype=AMP_DTYPES[args.amp], channels_last=args.channels_last,
-                             input_models=(args.model, args.source_model)).to(device)
+                             input_models=None if args.feature_cache else (args.model, args.source_model)).to(device)
 
 
 def main(args):
@@ -145,11 +148,12 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    loaders = build_loaders(args, args.model, args.view, args.seed)
-    target = distributed.prepare(build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                                             l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze)),
-                                 device, args.channels_last, args.sync_bn)
+    target = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                         l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze))
+    target = distributed.prepare(split_network(target, args), device, args.channels_last, args.sync_bn)
     source = build_source(args, device) if needs_source(args.loss) else None
+    loaders = build_loaders(args, args.model, args.view, args.seed,
+                            [(args.model, target)] + ([(args.source_model, source)] if source is not None else []))
     warmup = Warmup(target, args.warm)
     runner, target = distributed.wrap(target, device, find_unused=args.warm > 0)
     objective = build_objective(args, target, source, loaders.train.dataset, device, runner)
@@ -169,10 +173,10 @@ def main(args):
         for epoch in loop:
             warmup.set(epoch)
             target.train()
-            loss, stopped = train_one_epoch(objective, loaders.train, optimizer, epoch, loop.deadline, scaler)
+            loss, stopped, steps = train_one_epoch(objective, loaders.train, optimizer, epoch, loop.deadline, scaler)
             scheduler.step()
             scores = score_epoch(target, loaders, loop.best, device, recall_ks(args.dataset), args.channels_last)
-            if loop.record(epoch, loss, scores, stopped) and args.save:
+            if loop.record(epoch, loss, scores, stopped, steps) and args.save:
                 log.save_best(target, os.path.join(log.dir, f"{args.dataset}_{args.model}_best.pth"), epoch, scores)
     return loop.best
 

@@ -57,8 +57,8 @@ class Deadline:
 
 
 def train_one_epoch(objective, loader, optimizer, epoch, deadline, scaler=None, clip_value=None):
-    """train_step over `loader`. Returns (mean loss, stopped): stopped when the deadline ended the
-    epoch early."""
+    """train_step over `loader`. Returns (mean loss, stopped, steps): stopped when the deadline
+    ended the epoch early; steps: the optimisation steps taken."""
     total, steps, seen, t0 = 0.0, 0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"train epoch {epoch}", leave=False, dynamic_ncols=True, mininterval=1.0,
                disable=None if distributed.is_main() else True)
@@ -76,7 +76,7 @@ def train_one_epoch(objective, loader, optimizer, epoch, deadline, scaler=None, 
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
                         img_s=f"{seen / (time.perf_counter() - t0):.0f}")
     bar.close()
-    return distributed.mean_across_ranks(total / max(steps, 1)), stopped
+    return distributed.mean_across_ranks(total / max(steps, 1)), stopped, steps
 
 
 class EpochLoop:
@@ -85,7 +85,7 @@ class EpochLoop:
         with EpochLoop(args, optimizer, checkpointer, log, selection_key(...)) as loop:
             for epoch in loop:                   # from --resume's epoch; stops at --time-budget, --patience
                 ...train, step the schedule, score...
-                if loop.record(epoch, loss, scores, stopped) and args.save:   # the best so far
+                if loop.record(epoch, loss, scores, stopped, steps) and args.save:   # the best so far
                     ...save the best model...
 
     record() writes the epoch's record and selects; after each epoch the resumable state is saved
@@ -109,11 +109,13 @@ class EpochLoop:
             yield self.epoch
             self.checkpointer.save(self.epoch, self.best, self.args)
 
-    def record(self, epoch, loss, scores, stopped):
-        """Log the epoch; True when it is the best so far. stopped: the time budget ended it.
-        With --patience N the loop ends after N epochs in a row without a new best."""
+    def record(self, epoch, loss, scores, stopped, steps=None):
+        """Log the epoch; True when it is the best so far. stopped: the time budget ended it;
+        steps: the optimisation steps it took. With --patience N the loop ends after N epochs in a
+        row without a new best."""
         self.stop = stopped
-        self.log.epoch({"epoch": epoch, "loss": loss, "lr": self.lr, **scores, "time": time.perf_counter() - self.t0})
+        self.log.epoch({"epoch": epoch, "loss": loss, "lr": self.lr, **scores, "time": time.perf_counter() - self.t0,
+                        **({} if steps is None else {"steps": steps})})
         if improves(scores, self.best, self.key):
             self.best = (epoch, scores)
             return True

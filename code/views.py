@@ -56,5 +56,8 @@ def gather_views(x, views=1):
 
 
 def images_in(batch_x):
-    """Images (all views counted) in a collated batch (B, 3, H, W) or (B, V, 3, H, W)."""
+    """Images (all views counted) in a collated batch (B, 3, H, W) or (B, V, 3, H, W), or in the
+    first of a (target's, source's) pair of such batches."""
+    if isinstance(batch_x, (tuple, list)):
+        batch_x = batch_x[0]
     return batch_x.shape[0] * (batch_x.shape[1] if batch_x.dim() == 5 else 1)

@@ -1,15 +1,19 @@
 """The CPU demo (`make demo`): embedding transfer on the emoji data set in a few minutes, in the
-paper's regime (ImageNet-pretrained networks, fine-tuned).
+converged regime of the mini reproduction (docs/mini_reproduction.md): ImageNet-pretrained
+EfficientNet-Lite0 frozen below --freeze-below, whose outputs for --cache-views fixed views of
+every image are computed once; every network trains the part above until it stops improving.
 
-1. render the emoji images into DATA_DIR/emoji (once);
-2. fine-tune an ImageNet-pretrained EfficientNet-Lite0 as the source, with Proxy-Anchor;
+1. render the emoji images into DATA_DIR/emoji (once), and cache the frozen part's outputs;
+2. train the source above the split with Proxy-Anchor;
 3. transfer it to a 64-d target with the relaxed contrastive loss;
-4. train the same target network with Proxy-Anchor alone, for the same epochs and images;
+4. train the same target network with Proxy-Anchor alone, with the same schedule and patience;
 5. print one Recall@K table with a raw-pixel baseline and the seconds of each stage, and write it
    to LOG_DIR/results.md.
 
-Every stage trains a fixed number of epochs, so the numbers do not depend on the machine's speed
-(--time-budget, in seconds per stage, stops each stage earlier on a slow machine instead).
+Each stage has a cosine schedule of --epochs (at least the paper's ~5,900 steps) and stops after
+--patience epochs without a better R@1 on the 20% of training classes held out (--val-classes
+0.2), so the numbers do not depend on the machine's speed; --time-budget, in seconds per stage,
+stops each stage earlier on a slow machine instead.
 
 Every training step is an ordinary call of code/train_source.py or code/train_target.py; the
 commands are printed so that each can be rerun alone.
@@ -22,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
+import build_feature_cache  # noqa: E402
 import train_source  # noqa: E402
 import train_target  # noqa: E402
 from dataset import build_dataset  # noqa: E402
@@ -29,10 +34,11 @@ from emoji_prep.baseline import imagenet_features, raw_pixel_embeddings  # noqa:
 from emoji_prep.prepare import prepare_emoji  # noqa: E402
 from errors import UserError  # noqa: E402
 from metrics import recall_at_k  # noqa: E402
+from reporting.runs import find_runs  # noqa: E402
 
 KS = [1, 2, 4, 8]
 # Chosen on 2 CPU cores (docs/demo.md): what fits in about 10 minutes from a fresh clone.
-MODEL, CROP, LR, SOURCE_EPOCHS, TARGET_EPOCHS = "efficientnet_lite0", 48, 5e-4, 2, 1
+MODEL, CROP, LR, SPLIT, CACHE_VIEWS, EPOCHS, PATIENCE = "efficientnet_lite0", 48, 5e-4, "head", 8, 110, 10
 
 
 def get_args_parser():
@@ -41,14 +47,18 @@ def get_args_parser():
     p.add_argument("--DATA_DIR", default=os.path.join(ROOT, "data"))
     p.add_argument("--LOG_DIR", default=os.path.join(ROOT, "logs", "demo"))
     p.add_argument("--model", default=MODEL, help="network of the source and the targets")
-    p.add_argument("--source-epochs", type=int, default=SOURCE_EPOCHS,
-                   help="epochs of the source, the first of which trains only its embedding layer and proxies")
-    p.add_argument("--target-epochs", type=int, default=TARGET_EPOCHS, help="epochs of each target")
+    p.add_argument("--epochs", type=int, default=EPOCHS,
+                   help="length of every stage's cosine schedule (the source's first trains only its embedding "
+                        "layer and proxies)")
+    p.add_argument("--patience", type=int, default=PATIENCE,
+                   help="each stage stops after this many epochs without a better held-out R@1")
+    p.add_argument("--freeze-below", default=SPLIT, help="where the frozen ImageNet part ends")
+    p.add_argument("--cache-views", type=int, default=CACHE_VIEWS, help="fixed augmented views cached per image")
     p.add_argument("--time-budget", type=float, default=0,
                    help="seconds after which each stage stops even before its epochs (0: no limit)")
-    p.add_argument("--views", type=int, default=1,
-                   help="views of each image in the relaxed-contrastive target's batches (the paper's recipe: 2, "
-                        "which doubles that stage's time); the baseline always sees one")
+    p.add_argument("--views", type=int, default=2,
+                   help="views of each image in the relaxed-contrastive target's batches (the paper's 2); the "
+                        "baseline sees one")
     p.add_argument("--crop-size", type=int, default=CROP, help="image size")
     p.add_argument("--source-dim", type=int, default=512)
     p.add_argument("--target-dim", type=int, default=64)
@@ -63,22 +73,27 @@ def common(args):
     return ["--dataset", "emoji", "--DATA_DIR", args.DATA_DIR, "--LOG_DIR", args.LOG_DIR,
             "--model", args.model, "--crop-size", str(args.crop_size), "--bn-freeze", "0", "--lr", str(args.lr),
             "--batch-size", "90", "--workers", str(args.workers), "--seed", str(args.seed), "--wandb", "disabled",
-            *budget]
+            "--freeze-below", args.freeze_below, "--feature-cache", os.path.join(args.LOG_DIR, "feature_cache"),
+            "--cache-views", str(args.cache_views), "--val-classes", "0.2", "--epochs", str(args.epochs),
+            "--patience", str(args.patience), *budget]
 
 
 def run(module, argv, title):
+    """(test recalls at KS, seconds, epochs trained, steps trained) of one training run."""
     print(f"\n== {title}\n$ python code/{module.__name__}.py {' '.join(argv)}", flush=True)
     t0 = time.perf_counter()
-    _, recalls = module.main(module.get_args_parser().parse_args(argv))
-    return [recalls[f"R@{k}"] for k in KS], time.perf_counter() - t0
+    args = module.get_args_parser().parse_args(argv)
+    _, recalls = module.main(args)
+    records = find_runs([module.run_dir(args)])[0].epochs
+    return [recalls[f"R@{k}"] for k in KS], time.perf_counter() - t0, len(records), sum(e["steps"] for e in records)
 
 
 def table(rows):
-    lines = ["| method | network | dim | " + " | ".join(f"R@{k}" for k in KS) + " | seconds |",
-             "|---|---|---|" + "---|" * len(KS) + "---|"]
-    for name, net, dim, recalls, secs in rows:
+    lines = ["| method | network | dim | " + " | ".join(f"R@{k}" for k in KS) + " | epochs (steps) | seconds |",
+             "|---|---|---|" + "---|" * len(KS) + "---|---|"]
+    for name, net, dim, recalls, secs, trained in rows:
         lines.append(f"| {name} | {net} | {dim} | " + " | ".join(f"{100 * r:.1f}" for r in recalls)
-                     + f" | {secs:.0f} |")
+                     + f" | {trained} | {secs:.0f} |")
     return "\n".join(lines)
 
 
@@ -93,29 +108,36 @@ def main(args):
     t_imagenet = time.perf_counter() - t0
     ckpt_dir, net = os.path.join(args.LOG_DIR, "pretrained_source"), args.model
     ckpt = os.path.join(ckpt_dir, net, f"emoji_{net}_{args.source_dim}dim_Proxy_Anchor_ckpt.pth")
-    src, t_src = run(train_source, common(args) + [
-        "--embedding-size", str(args.source_dim), "--epochs", str(args.source_epochs), "--warm", "1",
-        "--l2-norm", "1", "--save", "1", "--save-dir", ckpt_dir], f"source: Proxy-Anchor, {args.source_dim}-d")
+    t0 = time.perf_counter()
+    build_feature_cache.main(train_source.get_args_parser().parse_args(common(args)))
+    t_cache = time.perf_counter() - t0
+    src, t_src, *src_trained = run(train_source, common(args) + [
+        "--embedding-size", str(args.source_dim), "--warm", "1", "--l2-norm", "1", "--lr-schedule", "cosine",
+        "--save", "1", "--save-dir", ckpt_dir], f"source: Proxy-Anchor, {args.source_dim}-d")
     # The targets keep their best model (RUN/emoji_{model}_best.pth): docs/deploy.md exports and searches with it.
-    target = common(args) + ["--embedding-size", str(args.target_dim), "--epochs", str(args.target_epochs),
-                             "--warm", "0", "--save", "1"]
-    rc, t_rc = run(train_target, target + [
+    target = common(args) + ["--embedding-size", str(args.target_dim), "--warm", "0", "--save", "1"]
+    rc, t_rc, *rc_trained = run(train_target, target + [
         "--loss", "Relaxed_Contra", "--source-ckpt", ckpt, "--source-model", net,
         "--source-embedding-size", str(args.source_dim),
         "--IPC", "3", "--view", str(args.views)], f"target: relaxed contrastive from the source, {args.target_dim}-d")
-    pa, t_pa = run(train_target, target + [
+    pa, t_pa, *pa_trained = run(train_target, target + [
         "--loss", "Proxy_Anchor", "--IPC", "0", "--view", "1", "--target-norm", "1"],
         f"target: Proxy-Anchor alone, {args.target_dim}-d")
     n_vendors = len(eval_set.all_vendors)
-    rows = [("raw pixels (32x32)", "-", 3 * 32 * 32, raw, 0),
-            ("ImageNet features, no fine-tuning (GAP+GMP)", net, feats.shape[1], imagenet, t_imagenet),
-            ("source: Proxy-Anchor (ImageNet init.)", net, args.source_dim, src, t_src),
-            ("target: Relaxed_Contra from the source", net, args.target_dim, rc, t_rc),
-            ("target: Proxy-Anchor alone (ImageNet init.)", net, args.target_dim, pa, t_pa)]
+
+    def trained(epochs_steps):
+        return f"{epochs_steps[0]} ({epochs_steps[1]})"
+    rows = [("raw pixels (32x32)", "-", 3 * 32 * 32, raw, 0, "-"),
+            ("ImageNet features, no fine-tuning (GAP+GMP)", net, feats.shape[1], imagenet, t_imagenet, "-"),
+            (f"source: Proxy-Anchor above {args.freeze_below} (+ {t_cache:.0f} s of feature cache)", net,
+             args.source_dim, src, t_src, trained(src_trained)),
+            ("target: Relaxed_Contra from the source", net, args.target_dim, rc, t_rc, trained(rc_trained)),
+            ("target: Proxy-Anchor alone (ImageNet init.)", net, args.target_dim, pa, t_pa, trained(pa_trained))]
     text = (f"Emoji retrieval across {n_vendors} vendors ({', '.join(eval_set.all_vendors)}), "
-            f"{eval_set.nb_classes()} unseen classes, {len(eval_set)} images; best epoch by R@1 "
-            f"(the paper's protocol), {args.crop_size}x{args.crop_size} px; epochs: source "
-            f"{args.source_epochs} (1 warm-up), targets {args.target_epochs} each.\n\n{table(rows)}\n")
+            f"{eval_set.nb_classes()} unseen classes, {len(eval_set)} images; {args.crop_size}x{args.crop_size} px; "
+            f"{args.model} frozen below {args.freeze_below} ({args.cache_views} cached views per training image); "
+            f"each stage: cosine schedule of {args.epochs} epochs, stopped after {args.patience} epochs without a "
+            f"better R@1 on held-out training classes, test scores of its best epoch.\n\n{table(rows)}\n")
     os.makedirs(args.LOG_DIR, exist_ok=True)
     with open(os.path.join(args.LOG_DIR, "results.md"), "w") as f:
         f.write(text)

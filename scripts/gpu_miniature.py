@@ -194,9 +194,9 @@ def counted_run(module_name, argv):
     epoch = module.train_one_epoch
 
     def counted_epoch(*args, **kwargs):
-        loss, stopped = epoch(*args, **kwargs)
-        print(f"{MARK} steps {steps[0]}{' budget' if stopped else ''}", flush=True)
-        return loss, stopped
+        result = epoch(*args, **kwargs)   # (loss, stopped, steps)
+        print(f"{MARK} steps {steps[0]}{' budget' if result[1] else ''}", flush=True)
+        return result
 
     training.train_step, module.train_one_epoch = counted_step, counted_epoch   # both looked up per call
     t0 = time.perf_counter()

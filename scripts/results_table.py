@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from errors import UserError  # noqa: E402
 from reporting.baselines import matched_baselines  # noqa: E402
+from reporting.paper_results import setting_name  # noqa: E402
 from reporting.runs import find_runs  # noqa: E402
 from runtime import run_cli  # noqa: E402
 from storage import save_text  # noqa: E402
@@ -36,17 +37,40 @@ def get_args_parser():
     p.add_argument("--matched-baselines", action="store_true",
                    help="read each baseline trained with --time-budget as two rows, same wall-clock and same "
                         "epochs as the Relaxed_Contra run of its network and seed (code/reporting/baselines.py)")
+    p.add_argument("--flag-rising", action="store_true",
+                   help="mark rows with runs whose selected epoch is one of their last 10 (no plateau shown)")
+    p.add_argument("--claims", default="", metavar="FILE.md",
+                   help="also write the paper's claims as paired differences over seeds with 95%% intervals "
+                        "(code/reporting/claims.py)")
+    p.add_argument("--curves", default="", metavar="FILE.png",
+                   help="held-out R@1 against optimisation steps of every run, a panel per setting")
     p.add_argument("--figure", default="", metavar="FILE.png", help="bar chart of R@1 by method and setting")
     return p
 
 
+def convergence_panels(runs):
+    """[(panel, [(label, records)])]: the sources, then each setting with its labels-only baselines
+    (the runs without a source of its target network)."""
+    panels = {"sources": []}
+    targets = [r for r in runs if r.uses_source and r.epochs]
+    for r in sorted(targets, key=lambda r: r.dir):
+        panels.setdefault(setting_name(r.teacher, r.network), []).append((r.method, r.epochs))
+    for r in runs:
+        if r.is_source and r.epochs:
+            panels["sources"].append((r.network, r.epochs))
+        elif not r.is_source and not r.uses_source and r.epochs:
+            for t in {(setting_name(t.teacher, t.network)) for t in targets if t.network == r.network}:
+                panels[t].append((r.method, r.epochs))
+    return [(name, rs) for name, rs in panels.items() if rs]
+
+
 def main(args):
-    runs = find_runs(args.runs)
+    runs = trained = find_runs(args.runs)
     if args.matched_baselines:
         runs = matched_baselines(runs)
     if not any(r.selected is not None for r in runs):
         raise UserError(f"none of the {len(runs)} runs under {', '.join(args.runs)} has finished an epoch yet.")
-    text = markdown(runs, args.title)
+    text = markdown(runs, args.title, flag_rising=args.flag_rising)
     print(text)
     if args.markdown:
         save_text(text, args.markdown)
@@ -59,7 +83,15 @@ def main(args):
     if args.figure:
         from reporting.plots import plot_bars   # matplotlib only when a figure is asked for
         plot_bars(runs, args.figure, title=args.title or "R@1 by method and setting")
-    for path in (args.markdown, args.csv, args.figure):
+    if args.claims:
+        from reporting.claims import claims_markdown
+        claims = claims_markdown(runs)
+        print(claims)
+        save_text(claims, args.claims)
+    if args.curves:
+        from reporting.curves import plot_convergence
+        plot_convergence(convergence_panels(trained), args.curves, "held-out R@1 while training (★: selected epoch)")
+    for path in (args.markdown, args.csv, args.figure, args.claims, args.curves):
         if path:
             print(f"written: {path}")
     return text

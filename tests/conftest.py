@@ -267,6 +267,31 @@ def layout():
                                  inshop=INSHOP, inshop_rows=inshop_rows())
 
 
+def make_textured_cub(root, images_per_class=2, size=48):
+    """CUB_200_2011/images/NNN.Species_N/*.jpg (200 classes) of random textures: a class's images
+    share a coarse pattern, each has its own fine detail."""
+    for c in range(1, 201):
+        folder = root / "CUB_200_2011" / "images" / f"{c:03d}.Species_{c}"
+        folder.mkdir(parents=True)
+        coarse = np.random.default_rng(c).uniform(0, 255, (4, 4, 3))
+        for j in range(images_per_class):
+            fine = np.random.default_rng(1000 * c + j).normal(0, 40, (size, size, 3))
+            pixels = np.kron(coarse, np.ones((size // 4, size // 4, 1))) + fine
+            PIL.Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"Species_{c}_{j}.jpg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def textured_cub(tmp_path_factory):
+    return make_textured_cub(tmp_path_factory.mktemp("textured_cub"))
+
+
+@pytest.fixture
+def small_textured_cub(tmp_path):
+    """A textured tree of one 16 px image per class that a test may change."""
+    return make_textured_cub(tmp_path / "textured", images_per_class=1, size=16)
+
+
 # End-to-end fixtures: one tiny CUB tree and one source network trained on it, shared by the
 # tests of train_source.py, train_target.py and evaluate.py.
 TINY = ["--model", "resnet_narrow", "--random-init", "--crop-size", "32", "--workers", "0",

@@ -27,8 +27,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
-import PIL.Image
 import pytest
 import torch
 
@@ -44,25 +42,6 @@ TRANSLATION_INVARIANT = ("Relaxed_Contra", "Relaxed_MS", "RKD")
 BIAS, WEIGHT = "net.model.embedding.bias", "net.model.embedding.weight"
 
 pytestmark = pytest.mark.e2e
-
-
-def make_textured_cub(root, images_per_class=2, size=48):
-    """CUB_200_2011/images/NNN.Species_N/*.jpg (200 classes) of random textures: a class's images
-    share a coarse pattern, each has its own fine detail."""
-    for c in range(1, 201):
-        folder = root / "CUB_200_2011" / "images" / f"{c:03d}.Species_{c}"
-        folder.mkdir(parents=True)
-        coarse = np.random.default_rng(c).uniform(0, 255, (4, 4, 3))
-        for j in range(images_per_class):
-            fine = np.random.default_rng(1000 * c + j).normal(0, 40, (size, size, 3))
-            pixels = np.kron(coarse, np.ones((size // 4, size // 4, 1))) + fine
-            PIL.Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"Species_{c}_{j}.jpg")
-    return root
-
-
-@pytest.fixture(scope="session")
-def textured_cub(tmp_path_factory):
-    return make_textured_cub(tmp_path_factory.mktemp("textured_cub"))
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,8 @@ def problem(path):
     return None
 
 
-def _signature(paths):
+def files_signature(paths):
+    """A hash of the files' paths, sizes and modification times: it changes when any file does."""
     h = hashlib.sha256()
     for p in paths:
         try:
@@ -57,7 +58,7 @@ def check_images(paths, what, workers=8):
     paths = [os.path.abspath(p) for p in paths]
     key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:24]
     record = os.path.join(cache_dir(), f"{key}.json")
-    signature = _signature(paths)
+    signature = files_signature(paths)
     try:
         with open(record) as f:
             if json.load(f).get("signature") == signature:

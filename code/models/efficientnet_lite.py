@@ -22,6 +22,7 @@ import importlib
 import math
 import os
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -51,6 +52,10 @@ class SameConv2d(nn.Conv2d):
         super().__init__(cin, cout, k, stride, padding=k // 2 if stride == 1 else 0, groups=groups, bias=False)
 
     def forward(self, x):
+        if self.kernel_size[0] == 1 and self.groups == 1 and x.device.type == "cpu" and x.shape[-1] * x.shape[-2] <= 16:
+            # On maps of a few pixels (the stages above a --freeze-below split) oneDNN's 1x1
+            # convolution backward is about 3x slower on the CPU than the same product as a matmul.
+            return torch.einsum("nchw,oc->nohw", x, self.weight.flatten(1))
         if self.stride[0] > 1:
             pads = []
             for size in (x.shape[-1], x.shape[-2]):  # F.pad's order: width first
@@ -86,8 +91,9 @@ class EfficientNetLiteTrunk(nn.Module):
     def __init__(self, width, depth):
         super().__init__()
         self._conv_stem, self._bn0 = SameConv2d(3, STEM, 3, stride=2), bn(STEM)
-        blocks, self.tap_blocks, cin = [], [], STEM
+        blocks, self.tap_blocks, self.stage_starts, cin = [], [], [], STEM
         for i, (k, stride, expand, cout, repeats) in enumerate(STAGES):
+            self.stage_starts.append(len(blocks))
             cout = scale_width(cout, width)
             if 0 < i < len(STAGES) - 1:
                 repeats = math.ceil(repeats * depth)
@@ -103,12 +109,22 @@ class EfficientNetLiteTrunk(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
 
-    def feature_maps(self, x):
-        """Maps at strides 4, 8, 16 (the last blocks' linear projections, residual added) and 32
-        (the 1x1 head's output after BatchNorm and ReLU6: the map the ImageNet classifier pools)."""
+    def bottom(self, x, first):
+        """Images -> the input of block `first` (the stem and blocks 0..first-1)."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks[:first]:
+            x = block(x)
+        return x
+
+    def feature_maps(self, x, first=0):
+        """Maps at strides 4, 8, 16 (the last blocks' linear projections, residual added) and 32
+        (the 1x1 head's output after BatchNorm and ReLU6: the map the ImageNet classifier pools).
+        first > 0: x is the input of block `first` (bottom's output), and only the maps above it
+        are returned."""
+        if first == 0:
+            x = F.relu6(self._bn0(self._conv_stem(x)))
         maps = []
-        for i, block in enumerate(self._blocks):
+        for i, block in enumerate(self._blocks[first:], first):
             x = block(x)
             if i in self.tap_blocks:
                 maps.append(x)
@@ -153,7 +169,37 @@ class EfficientNetLite(EmbeddingNet):
             load_packaged_weights(trunk, self.arch, self.package, self.holder)
         super().__init__(trunk, embedding_size, l2_norm, bn_freeze)
 
+    # The --freeze-below choices: EfficientNet's seven stages of MBConv blocks and the 1x1 head
+    # convolution to 1280 channels.
+    stage_names = tuple(f"stage{i}" for i in range(len(STAGES))) + ("head",)
+
+    def split_points(self):
+        """{stage name: index of its first block}."""
+        trunk = self.model
+        return dict(zip(self.stage_names, trunk.stage_starts + [len(trunk._blocks)]))
+
+    def frozen_modules(self, first):
+        trunk = self.model
+        return [trunk._conv_stem, trunk._bn0, *trunk._blocks[:first]]
+
+    def bottom(self, x):
+        """Images -> the frozen part's output (the input of the first trainable block)."""
+        return self.model.bottom(x, self.split)
+
+    def split_maps(self, first):
+        """(channels, strides) of the maps feature_maps returns above block `first`."""
+        taps = [i for i, b in enumerate(self.model.tap_blocks) if b >= first]
+        cls = type(self)
+        return ([cls.feature_channels[i] for i in taps] + [cls.feature_channels[-1]],
+                [cls.feature_strides[i] for i in taps] + [cls.feature_strides[-1]])
+
     def feature_maps(self, x):
+        if self.cached_input:
+            return self.model.feature_maps(x, self.split)
+        if self.split:
+            with torch.no_grad():
+                x = self.model.bottom(x, self.split)
+            return self.model.feature_maps(x, self.split)
         return self.model.feature_maps(x)
 
 

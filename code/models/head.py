@@ -3,6 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from errors import UserError
+
 
 def l2_normalize(x):
     # The reference's formula (eps inside the square root), not F.normalize's clamp.
@@ -25,6 +27,9 @@ class EmbeddingNet(nn.Module):
     # Trunk layers the forward pass never runs (the ImageNet classifier): kept so that the ImageNet
     # and released files load strictly, but never trained, so that DDP expects no gradient of them.
     unused = ()
+    # --freeze-below: everything below block `split` is frozen (ImageNet weights, BatchNorm in eval
+    # mode); with cached_input the forward pass takes that part's output (the feature cache).
+    split, frozen_stage, cached_input = 0, None, False
 
     def __init__(self, trunk, embedding_size, l2_norm=False, bn_freeze=False):
         super().__init__()
@@ -50,7 +55,35 @@ class EmbeddingNet(nn.Module):
         """(name, parameter) of everything training may update: all but the `unused` layers
         (BatchNorm's affine parameters included, whether --bn-freeze holds them now or not)."""
         skip = tuple(f"model.{name}." for name in self.unused)
-        return [(n, p) for n, p in self.named_parameters() if not n.startswith(skip)]
+        frozen = {id(p) for m in self.frozen_modules(self.split) for p in m.parameters()} if self.split else set()
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith(skip) and id(p) not in frozen]
+
+    def split_points(self):
+        """{stage name: first block above the split}, the --freeze-below choices."""
+        raise UserError(f"--freeze-below is not available for {self.arch}: only the EfficientNet-Lite networks "
+                        "(efficientnet_lite0, efficientnet_lite2) can be split.")
+
+    def frozen_modules(self, first):
+        """The modules below block `first`."""
+        raise NotImplementedError
+
+    def bottom(self, x):
+        """Images -> the frozen part's output."""
+        raise NotImplementedError
+
+    def freeze_below(self, stage, cached_input=False):
+        """Freeze everything below `stage` (a split_points() name): ImageNet weights and statistics
+        kept, no gradient. Only the maps of the trainable stages are returned from then on (they
+        are what FitNet and Attention can pair). cached_input: forward takes bottom()'s output."""
+        points = self.split_points()
+        if stage not in points:
+            raise UserError(f"--freeze-below {stage!r} is not a stage of {self.arch}; valid: {', '.join(points)}.")
+        self.split, self.frozen_stage, self.cached_input = points[stage], stage, cached_input
+        for m in self.frozen_modules(self.split):
+            m.requires_grad_(False)
+        channels, strides = self.split_maps(self.split)
+        self.feature_channels, self.feature_strides = list(channels), list(strides)
+        return self.train(self.training)
 
     def batchnorms(self):
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -60,6 +93,9 @@ class EmbeddingNet(nn.Module):
         super().train(mode)
         if self.bn_freeze:
             for m in self.batchnorms():
+                m.eval()
+        if self.split:
+            for m in self.frozen_modules(self.split):
                 m.eval()
         return self
 

@@ -45,3 +45,34 @@ def plot_curves(records, title, path):
     if any(VAL + "R@1" in e for e in records):
         ax_r1.legend(fontsize=8)
     return save_png(fig, path)
+
+
+def steps_axis(records):
+    """Cumulative optimisation steps at the end of each epoch (records without `steps`: epochs)."""
+    total, out = 0, []
+    for e in records:
+        total += e.get("steps", 1)
+        out.append(total)
+    return out
+
+
+def plot_convergence(panels, path, title):
+    """Held-out R@1 against optimisation steps, one panel per (name, [(label, records)]) of
+    `panels`: one line per run, a colour per label, the selected epoch starred."""
+    fig = Figure(figsize=(4.2 * len(panels), 3.8))
+    axes_ = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, runs) in zip(axes_, panels):
+        colours = {}
+        for label, records in runs:
+            colour = colours.setdefault(label, f"C{len(colours) % 10}")
+            x, key = steps_axis(records), VAL + "R@1" if any(VAL + "R@1" in e for e in records) else "R@1"
+            points = [(s, 100 * e[key]) for s, e in zip(x, records) if key in e]
+            ax.plot(*zip(*points), "-", lw=0.9, alpha=0.75, color=colour,
+                    label=label if sum(1 for lb, _ in runs if lb == label) and label not in ax.get_legend_handles_labels()[1] else None)
+            best = best_record(records)
+            if best is not None:
+                ax.plot([x[records.index(best)]], [100 * best[key]], "*", ms=7, color=colour)
+        ax.set(title=name, xlabel="optimisation steps", ylabel="held-out R@1 (%)")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return save_png(fig, path)

@@ -9,7 +9,11 @@ import os
 
 from errors import UserError
 from losses import LOSSES, needs_source
-from records import VAL, best_record
+from records import VAL, best_record, selection_key
+
+# A run is "still rising" when its selected epoch is among its last RISING_WINDOW epochs: it never
+# went that long without improving, so nothing shows that it reached a plateau.
+RISING_WINDOW = 10
 
 
 def _read_jsonl(path):
@@ -56,6 +60,16 @@ class Run:
         """The metrics.jsonl record of the selected epoch (the first best one), or None if no epoch
         finished."""
         return best_record(self.epochs)
+
+    @property
+    def still_rising(self):
+        """Its selected epoch is one of its last RISING_WINDOW epochs (None if no epoch finished)."""
+        best = self.selected
+        if best is None:
+            return None
+        key = selection_key(self.selection == "val")
+        scored = [e for e in self.epochs if key in e]
+        return len(scored) - 1 - scored.index(best) < RISING_WINDOW
 
     @property
     def network(self):

@@ -9,6 +9,7 @@ import statistics
 
 from losses import LOSSES
 from reporting.paper_results import paper_source_value, paper_value, setting_name
+from reporting.runs import RISING_WINDOW
 
 SOURCE_ROW = "source"
 # Arguments that leave what a run learns unchanged (where it ran, logged, resumed from), or that
@@ -104,8 +105,9 @@ def _fmt(summary):
     return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
 
 
-def markdown(runs, title=None):
-    """The tables, in Markdown."""
+def markdown(runs, title=None, flag_rising=False):
+    """The tables, in Markdown. flag_rising: mark the rows holding runs that are still rising
+    (reporting.runs.Run.still_rising)."""
     out = [f"## {title}", ""] if title else []
     for teacher, network, cells in group_runs(runs):
         datasets = sorted({d for _, d in cells}, key=dataset_order)
@@ -124,7 +126,8 @@ def markdown(runs, title=None):
         out += ["| " + " | ".join(head) + " |", "|" + "|".join(rule) + "|"]
         for m in methods:
             n = max(len(rs) for (method, _), rs in cells.items() if method == m)
-            row = [m if n == 1 else f"{m} ({n} runs)"]
+            rising = flag_rising and sum(r.still_rising for (method, _), rs in cells.items() if method == m for r in rs)
+            row = [(m if n == 1 else f"{m} ({n} runs)") + (f" ⚠ {rising} still rising" if rising else "")]
             for d in datasets:
                 rs = cells.get((m, d), [])
                 row += [_fmt(summarise(rs, k)) if rs else "–" for k in table_ks(d) + ["MAP@R"]]
@@ -134,7 +137,8 @@ def markdown(runs, title=None):
                             f"{ours[0] - paper:+.1f}" if paper is not None and ours else "–"]
             out.append("| " + " | ".join(row) + " |")
         out.append("")
-    out.append(_selection_note(runs))
+    out.append(_selection_note(runs) + (f" ⚠ still rising: runs whose selected epoch is one of their last "
+                                        f"{RISING_WINDOW}, so no plateau is shown." if flag_rising else ""))
     return "\n".join(out) + "\n"
 
 
@@ -154,9 +158,9 @@ def _selection_note(runs):
 
 METRICS = ("R@", "MAP@R", "RP")
 PAPER_METRICS = ("R@1", "R@2", "R@4", "R@10", "R@100")   # the K the paper reports (SOP: 1, 10, 100)
-CSV_FIELDS = ["setting", "source", "target", "method", "dataset", "selection", "epoch", "epochs_run",
+CSV_FIELDS = ["setting", "source", "target", "method", "dataset", "seed", "selection", "epoch", "epochs_run", "steps",
               "R@1", "R@2", "R@4", "R@8", "R@10", "R@100", "R@1000", "MAP@R", "RP",
-              *(f"{p}_{k}" for k in PAPER_METRICS for p in ("paper", "diff")), "run"]
+              *(f"{p}_{k}" for k in PAPER_METRICS for p in ("paper", "diff")), "still_rising", "run"]
 
 
 def csv_rows(runs):
@@ -170,7 +174,9 @@ def csv_rows(runs):
         best, dataset = r.selected, r.args["dataset"]
         row = {"setting": "source" if r.is_source else setting_name(r.teacher, r.network),
                "source": r.teacher or "", "target": r.network, "method": labels[r.dir], "dataset": dataset,
-               "selection": r.selection, "epoch": best["epoch"], "epochs_run": len(r.epochs), "run": r.dir}
+               "seed": r.args.get("seed", ""), "selection": r.selection, "epoch": best["epoch"],
+               "epochs_run": len(r.epochs), "steps": sum(e.get("steps", 0) for e in r.epochs) or "",
+               "still_rising": int(r.still_rising), "run": r.dir}
         row.update({k: round(100 * best[k], 2) for k in CSV_FIELDS if k in best and k.startswith(METRICS)})
         for k in PAPER_METRICS:
             if r.is_source:
