@@ -63,7 +63,8 @@ def get_args_parser():
     p.add_argument("--source-dim", type=int, default=512)
     p.add_argument("--target-dim", type=int, default=64)
     p.add_argument("--lr", type=float, default=LR)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=0,
+                   help="loader processes of the training stages (the cached activations need none; the cache pass uses at least 2)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
