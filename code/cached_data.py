@@ -81,6 +81,5 @@ def cached_splits(args, splits, networks, views, image_options):
             keys.append(key)
             # Decoding and augmenting the images is most of the work: at least two loader processes.
             stores.append(load_or_build(args.feature_cache, network, split, key, image_options, max(args.workers, 2)))
-        out.append(CachedSplit(split, stores if n == 0 else stores[:1],
-                               CachedViews(views) if n == 0 else CachedEvalView()))
+        out.append(CachedSplit(split, stores, CachedViews(views) if n == 0 else CachedEvalView()))
     return out

@@ -86,8 +86,8 @@ def load_or_build(folder, network, split, key, image_options, workers):
     """The cache of `split` under `folder` for `key`: read when it is there and its images are
     unchanged, else computed (on the main process under torchrun) and written."""
     path = cache_path(folder, key)
-    signature = files_signature(split.im_paths)
     if distributed.is_main():
+        signature = files_signature(split.im_paths)
         entry = read(path, key)
         if entry is None or entry["signature"] != signature:
             if entry is not None:

@@ -1,6 +1,7 @@
 """Command-line options that both training entry points add to the authors' flags (the defaults
 keep the authors' behaviour), and the check of names against a registry."""
 from errors import UserError
+from models.head import check_splittable
 from optim import AMP_DTYPES
 from runlog import WANDB_MODES
 
@@ -52,9 +53,7 @@ def check_split_flags(args, network_classes):
     if args.cache_views < 1:
         raise UserError(f"--cache-views must be a positive integer, got {args.cache_views}.")
     for cls in network_classes:
-        if not hasattr(cls, "stage_names"):
-            raise UserError(f"--freeze-below is not available for {cls.arch}: only the EfficientNet-Lite networks "
-                            "(efficientnet_lite0, efficientnet_lite2) can be split.")
+        check_splittable(cls)
 
 
 def split_network(network, args):

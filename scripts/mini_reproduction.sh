@@ -136,10 +136,10 @@ lane() {
 }
 
 if [ "$REGIME" = converged ]; then
-    # The caches first, once, with both cores (every later run only reads them).
-    for name in $SETTINGS; do
-        read -r source model dim <<< "${SETTING[$name]}"
-        "$PY" code/build_feature_cache.py "${COMMON[@]}" --model "$source"
+    # The caches first, once per network (sources and targets), with both cores: every later run
+    # only reads them.
+    for net in $(for name in $SETTINGS; do read -r s m _ <<< "${SETTING[$name]}"; echo "$s $m"; done | tr ' ' '\n' | sort -u); do
+        "$PY" code/build_feature_cache.py "${COMMON[@]}" --model "$net"
     done
 fi
 read -r -a seeds <<< "$SEEDS"

@@ -194,13 +194,10 @@ class EfficientNetLite(EmbeddingNet):
                 [cls.feature_strides[i] for i in taps] + [cls.feature_strides[-1]])
 
     def feature_maps(self, x):
-        if self.cached_input:
-            return self.model.feature_maps(x, self.split)
-        if self.split:
+        if self.split and not self.cached_input:   # images in: run the frozen part first, without gradient
             with torch.no_grad():
                 x = self.model.bottom(x, self.split)
-            return self.model.feature_maps(x, self.split)
-        return self.model.feature_maps(x)
+        return self.model.feature_maps(x, self.split)
 
 
 class EfficientNetLite0(EfficientNetLite):

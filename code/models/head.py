@@ -11,6 +11,13 @@ def l2_normalize(x):
     return x / torch.sqrt((x * x).sum(dim=1, keepdim=True) + 1e-12)
 
 
+def check_splittable(cls):
+    """A UserError unless --freeze-below can split networks of class `cls`."""
+    if not cls.stage_names:
+        raise UserError(f"--freeze-below is not available for {cls.arch}: only the EfficientNet-Lite networks "
+                        "(efficientnet_lite0, efficientnet_lite2) can be split.")
+
+
 class EmbeddingNet(nn.Module):
     """A trunk under `self.model` plus the embedding head of the reference.
 
@@ -29,7 +36,8 @@ class EmbeddingNet(nn.Module):
     unused = ()
     # --freeze-below: everything below block `split` is frozen (ImageNet weights, BatchNorm in eval
     # mode); with cached_input the forward pass takes that part's output (the feature cache).
-    split, frozen_stage, cached_input = 0, None, False
+    # stage_names: the splits a network offers (none: it cannot be split).
+    split, cached_input, stage_names = 0, False, ()
 
     def __init__(self, trunk, embedding_size, l2_norm=False, bn_freeze=False):
         super().__init__()
@@ -60,8 +68,8 @@ class EmbeddingNet(nn.Module):
 
     def split_points(self):
         """{stage name: first block above the split}, the --freeze-below choices."""
-        raise UserError(f"--freeze-below is not available for {self.arch}: only the EfficientNet-Lite networks "
-                        "(efficientnet_lite0, efficientnet_lite2) can be split.")
+        check_splittable(type(self))
+        raise NotImplementedError
 
     def frozen_modules(self, first):
         """The modules below block `first`."""
@@ -78,7 +86,7 @@ class EmbeddingNet(nn.Module):
         points = self.split_points()
         if stage not in points:
             raise UserError(f"--freeze-below {stage!r} is not a stage of {self.arch}; valid: {', '.join(points)}.")
-        self.split, self.frozen_stage, self.cached_input = points[stage], stage, cached_input
+        self.split, self.cached_input = points[stage], cached_input
         for m in self.frozen_modules(self.split):
             m.requires_grad_(False)
         channels, strides = self.split_maps(self.split)

@@ -64,11 +64,11 @@ def plot_convergence(panels, path, title):
     for ax, (name, runs) in zip(axes_, panels):
         colours = {}
         for label, records in runs:
+            first = label not in colours          # one legend entry per label
             colour = colours.setdefault(label, f"C{len(colours) % 10}")
             x, key = steps_axis(records), VAL + "R@1" if any(VAL + "R@1" in e for e in records) else "R@1"
             points = [(s, 100 * e[key]) for s, e in zip(x, records) if key in e]
-            ax.plot(*zip(*points), "-", lw=0.9, alpha=0.75, color=colour,
-                    label=label if sum(1 for lb, _ in runs if lb == label) and label not in ax.get_legend_handles_labels()[1] else None)
+            ax.plot(*zip(*points), "-", lw=0.9, alpha=0.75, color=colour, label=label if first else None)
             best = best_record(records)
             if best is not None:
                 ax.plot([x[records.index(best)]], [100 * best[key]], "*", ms=7, color=colour)
