@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
 import train_target  # noqa: E402
-from loaders import build_loaders  # noqa: E402
+from loaders import build_loaders, image_splits  # noqa: E402
 from errors import UserError  # noqa: E402
 
 
@@ -102,7 +102,7 @@ def main():
             ["--DATA_DIR", data_dir, "--dataset", dataset, "--model", args.model, "--batch-size",
              str(args.batch_size), "--IPC", str(args.IPC), "--view", str(args.views), "--crop-size",
              str(args.crop_size), "--workers", "0"])
-        return build_loaders(targs, targs.model, targs.view, targs.seed)[0]
+        return build_loaders(targs, image_splits(targs, targs.model, targs.view), targs.seed)[0]
 
     tmp = train_loader = None
     if not args.synthetic:

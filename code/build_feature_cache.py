@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import distributed  # noqa: E402
 import train_source  # noqa: E402
 from errors import UserError  # noqa: E402
-from loaders import build_loaders  # noqa: E402
+from loaders import build_loaders, image_splits  # noqa: E402
 from models import MODELS, build_model  # noqa: E402
 from options import check_names, check_split_flags, split_network  # noqa: E402
 from runtime import run_cli  # noqa: E402
@@ -24,8 +24,9 @@ def main(args):
         raise UserError("give --feature-cache DIR (and --freeze-below STAGE): the folder the caches go to.")
     check_split_flags(args, [MODELS[args.model]])
     device = distributed.init(args.gpu_id)
+    splits = image_splits(args, args.model, 1)
     network = build_model(args.model, args.embedding_size, pretrained=True).to(device)
-    build_loaders(args, args.model, 1, args.seed, [(args.model, split_network(network, args))])
+    build_loaders(args, splits, args.seed, [(args.model, split_network(network, args))])
 
 
 if __name__ == "__main__":

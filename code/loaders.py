@@ -50,11 +50,13 @@ def hold_out_classes(train_set, fraction, transform):
             train_set.subset_classes(held, transform))
 
 
-def build_loaders(args, model_name, views, seed, networks=()):
-    """Loaders(train, eval, val or None, generators) of a run (see the module docstring).
-    Broken or missing images of either split stop the run here, before any training.
-    With --feature-cache the splits yield the cached activations of `networks` ([(name, network)],
-    the run's own first, split by --freeze-below) instead of images (cached_data.py)."""
+ImageSplits = namedtuple("ImageSplits", "train eval transform options views")
+
+
+def image_splits(args, model_name, views):
+    """The checked image splits of a run (ImageSplits). Broken or missing images and batch flags
+    the training split cannot serve stop the run here, before any network (and its ImageNet
+    weights) is built, so that those errors come first."""
     opts = image_options(args)
     eval_tf = build_transform(model_name, False, **opts)
     train_set = build_dataset(args.dataset, args.DATA_DIR, "train",
@@ -62,21 +64,38 @@ def build_loaders(args, model_name, views, seed, networks=()):
     eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", eval_tf)
     for split in (train_set, eval_set):
         check_images(split.im_paths, f"{args.dataset} {split.mode}", workers=max(args.workers, 4))
-    if getattr(args, "feature_cache", ""):
-        train_set, eval_set = cached_splits(args, [train_set, eval_set], networks, views, opts)
-        eval_tf = eval_set.transform
-    val_set = None
-    if args.val_classes:
-        train_set, val_set = hold_out_classes(train_set, args.val_classes, eval_tf)
+    batch_sampler(args, hold_out(args, train_set, eval_tf)[0], torch.Generator())
+    return ImageSplits(train_set, eval_set, eval_tf, opts, views)
+
+
+def hold_out(args, train_set, transform):
+    """(training part, validation part or None) as --val-classes asks."""
+    return hold_out_classes(train_set, args.val_classes, transform) if args.val_classes else (train_set, None)
+
+
+def batch_sampler(args, train_set, order):
     if len(train_set) < args.batch_size:
         raise UserError(f"the training split has {len(train_set)} images, fewer than --batch-size "
                         f"{args.batch_size}. Lower --batch-size.")
-    order = torch.Generator().manual_seed(seed)
     if args.IPC:
-        batches = BalancedBatchSampler(train_set.ys, args.batch_size, args.IPC, generator=order)
-    else:   # the authors' plain shuffled batches (train_source without --IPC)
-        shuffle = torch.utils.data.RandomSampler(train_set, generator=order)
-        batches = torch.utils.data.BatchSampler(shuffle, args.batch_size, drop_last=True)
+        return BalancedBatchSampler(train_set.ys, args.batch_size, args.IPC, generator=order)
+    # the authors' plain shuffled batches (train_source without --IPC)
+    shuffle = torch.utils.data.RandomSampler(train_set, generator=order)
+    return torch.utils.data.BatchSampler(shuffle, args.batch_size, drop_last=True)
+
+
+def build_loaders(args, splits, seed, networks=()):
+    """Loaders(train, eval, val or None, generators) of a run from its image_splits (see the module
+    docstring). With --feature-cache the splits yield the cached activations of `networks`
+    ([(name, network)], the run's own first, split by --freeze-below) instead of images
+    (cached_data.py)."""
+    train_set, eval_set, eval_tf = splits.train, splits.eval, splits.transform
+    if getattr(args, "feature_cache", ""):
+        train_set, eval_set = cached_splits(args, [train_set, eval_set], networks, splits.views, splits.options)
+        eval_tf = eval_set.transform
+    train_set, val_set = hold_out(args, train_set, eval_tf)
+    order = torch.Generator().manual_seed(seed)
+    batches = batch_sampler(args, train_set, order)
     augment = torch.Generator().manual_seed(seed + 1)
     sampler = RankBatchSampler(batches, augment, distributed.rank(), distributed.world_size())
     train = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=args.workers,

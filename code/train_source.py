@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import distributed  # noqa: E402
 from checkpointing import Checkpointer  # noqa: E402
 from evaluation import recall_ks, score_epoch  # noqa: E402
-from loaders import build_loaders, describe_splits  # noqa: E402
+from loaders import build_loaders, image_splits, describe_splits  # noqa: E402
 from losses.source_losses import SOURCE_LOSSES, build_source_loss  # noqa: E402
 from models import MODELS, build_model  # noqa: E402
 from objectives import SourceObjective  # noqa: E402
@@ -94,10 +94,11 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
+    splits = image_splits(args, args.model, 1)
     model = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
                         l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze))
     model = distributed.prepare(split_network(model, args), device, args.channels_last, args.sync_bn)
-    loaders = build_loaders(args, args.model, 1, args.seed, [(args.model, model)])
+    loaders = build_loaders(args, splits, args.seed, [(args.model, model)])
     warmup = Warmup(model, args.warm)
     runner, model = distributed.wrap(model, device, find_unused=args.warm > 0)
     criterion = build_source_loss(args.loss, nb_classes=loaders.train.dataset.nb_classes(),

@@ -18,7 +18,7 @@ import distributed  # noqa: E402
 from checkpointing import Checkpointer  # noqa: E402
 from errors import UserError  # noqa: E402
 from evaluation import recall_ks, score_epoch  # noqa: E402
-from loaders import build_loaders, describe_splits  # noqa: E402
+from loaders import build_loaders, image_splits, describe_splits  # noqa: E402
 from losses import LOSSES, build_loss, needs_source  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from objectives import TransferObjective, pair_feature_maps  # noqa: E402
@@ -148,11 +148,12 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
+    splits = image_splits(args, args.model, args.view)
     target = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
                          l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze))
     target = distributed.prepare(split_network(target, args), device, args.channels_last, args.sync_bn)
     source = build_source(args, device) if needs_source(args.loss) else None
-    loaders = build_loaders(args, args.model, args.view, args.seed,
+    loaders = build_loaders(args, splits, args.seed,
                             [(args.model, target)] + ([(args.source_model, source)] if source is not None else []))
     warmup = Warmup(target, args.warm)
     runner, target = distributed.wrap(target, device, find_unused=args.warm > 0)

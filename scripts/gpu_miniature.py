@@ -104,7 +104,9 @@ def read_marks(text):
     """(steps done, stopped by --time-budget, result dict or None) from a run's output."""
     steps, budget, result = 0, False, None
     for line in text.splitlines():
-        if line.startswith(MARK + " steps "):
+        if line.startswith("--time-budget ") and " reached" in line:   # training.Deadline, within an epoch or at its end
+            budget = True
+        elif line.startswith(MARK + " steps "):
             parts = line.split()
             steps, budget = int(parts[2]), budget or parts[-1] == "budget"
         elif line.startswith(MARK + " result "):

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from dataset import convert_input  # noqa: E402
 from errors import UserError  # noqa: E402
-from loaders import build_loaders  # noqa: E402
+from loaders import build_loaders, image_splits  # noqa: E402
 from losses.relaxed import RelaxedContrastiveLoss, _off_diagonal, source_similarities  # noqa: E402
 from losses.distance import pdist  # noqa: E402
 from models import build_model  # noqa: E402
@@ -106,7 +106,7 @@ def main(args):
         other = network_of(other_run, other_ckpt)
     source = build_source(a, device)
     loss = RelaxedContrastiveLoss(a.sigma, a.delta)
-    loaders = build_loaders(a, a.model, a.view, a.seed)
+    loaders = build_loaders(a, image_splits(a, a.model, a.view), a.seed)
     if not 1 <= args.batches <= len(loaders.train):
         raise UserError(f"--batches {args.batches}: the run's training split gives 1 to {len(loaders.train)} batches.")
     print(f"{run.dir}: {a.loss}, {a.model}-{a.embedding_size} from {a.source_model}-{a.source_embedding_size}, "

@@ -199,3 +199,13 @@ def test_a_stopped_pytest_run_is_summed_up_from_its_progress_lines():
         "stopped at 80% of the selection, 4 failures or errors so far"
     assert pytest_summary(gpu_check.Result(1, 9.0, text + "\n3 failed, 20 passed in 9.1s\n", False, 60.0)) == \
         "3 failed, 20 passed in 9.1s"
+
+
+@pytest.mark.parametrize("lines, steps, budget", [
+    (["gpu_check: steps 3 budget"], 3, True),   # the deadline ended an epoch early
+    (["gpu_check: steps 3", "--time-budget 0.2 s reached: evaluating and stopping."], 3, True),   # at an epoch's end
+    (["gpu_check: steps 3", "gpu_check: steps 6"], 6, False),
+])
+def test_a_time_budget_that_ends_a_run_is_read_wherever_it_passed(lines, steps, budget):
+    text = "\n".join(lines + ['gpu_check: result {"R@1": 0.5}'])
+    assert gpu_miniature.read_marks(text) == (steps, budget, {"R@1": 0.5})
