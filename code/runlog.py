@@ -4,6 +4,7 @@ import json
 import netrc
 import os
 import sys
+import time
 
 import distributed
 import rundir
@@ -14,6 +15,9 @@ from reporting.curves import plot_curves
 from storage import append_jsonl, save_json, save_text, save_torch
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+# curves.png is redrawn after an epoch at most this often (and at the end): drawing takes about
+# half a second, a quarter of an epoch in the cached regime.
+PLOT_EVERY_S = 30
 
 
 def _wandb_credentials():
@@ -73,6 +77,7 @@ class RunLog:
 
     def __init__(self, run_dir, args, wandb_project):
         self.wandb, self.plots, self.lock, self.records = None, True, None, []
+        self.plotted_at, self.plotted = None, 0   # when curves.png was last drawn, and from how many records
         a = vars(args)
         self.title = f"{a.get('loss', '')}: {a.get('model', '')}-{a.get('embedding_size', '')} on {a.get('dataset', '')}"
         self.main = distributed.is_main()   # under torchrun only rank 0 writes and logs
@@ -102,7 +107,8 @@ class RunLog:
             return
         append_jsonl(record, self.metrics_path)
         self.records.append(record)
-        self._plot()
+        if self.plotted_at is None or time.perf_counter() - self.plotted_at >= PLOT_EVERY_S:
+            self._plot()
         print(f"epoch {record['epoch']}: loss {record['loss']:.4g}, lr {record['lr']:.3g}, {format_scores(record)} "
               f"({record['time']:.1f} s)", flush=True)
         if self.wandb is not None:
@@ -115,10 +121,11 @@ class RunLog:
 
     def _plot(self):
         """curves.png: loss and R@1 so far. A plotting problem only warns: training goes on."""
-        if not self.plots:
+        if not self.plots or self.plotted == len(self.records):
             return
         try:
             plot_curves(self.records, self.title, os.path.join(self.dir, "curves.png"))
+            self.plotted_at, self.plotted = time.perf_counter(), len(self.records)
         except Exception as e:  # noqa: BLE001
             warn(f"could not draw {os.path.join(self.dir, 'curves.png')} ({type(e).__name__}: {e}); "
                  "training goes on without it.")
@@ -144,6 +151,8 @@ class RunLog:
         return best
 
     def finish(self):
+        if self.main and self.records:
+            self._plot()   # the epochs since the last drawing
         if self.wandb is not None:
             try:
                 self.wandb.finish()

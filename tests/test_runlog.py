@@ -72,3 +72,19 @@ def test_unwritable_log_dir_fails_before_training(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(UserError, match="--LOG_DIR"):
         runlog.check_writable(str(blocker / "run"))
+
+
+def test_curves_are_redrawn_at_most_every_plot_interval_and_at_the_end(monkeypatch, tmp_path):
+    drawn = []
+    monkeypatch.setattr(runlog, "plot_curves", lambda records, title, path: drawn.append(len(records)))
+    clock = [100.0]
+    monkeypatch.setattr(runlog.time, "perf_counter", lambda: clock[0])
+    log = runlog.RunLog(str(tmp_path / "run"), argparse.Namespace(wandb="disabled"), "EmbeddingTransfer_Target")
+    for epoch, now in enumerate([100.0, 110.0, 125.0, 131.0, 140.0]):
+        clock[0] = now
+        log.epoch({"epoch": epoch, "loss": 1.0, "lr": 0.1, "R@1": 0.5, "time": 1.0})
+    assert drawn == [1, 4]   # the first epoch, then the first one PLOT_EVERY_S (30 s) after it
+    log.finish()
+    assert drawn == [1, 4, 5]
+    log.finish()
+    assert drawn == [1, 4, 5]   # nothing new to draw
