@@ -1,0 +1,38 @@
+"""scripts/demo.py (`make demo`, README's main job) end to end on the emoji data it renders, at a
+toy length: every stage runs through the real trainers in the cached regime, with loader workers,
+and the table it prints is the one it writes."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.e2e
+def test_demo_trains_every_stage_and_writes_its_table(tmp_path):
+    logs = tmp_path / "logs"
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo.py"), "--DATA_DIR", str(tmp_path / "data"),
+                          "--LOG_DIR", str(logs), "--epochs", "2", "--patience", "1", "--cache-views", "2",
+                          "--crop-size", "32", "--workers", "2"],
+                         capture_output=True, text=True, timeout=1200, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    table = (logs / "results.md").read_text()
+    assert table in out.stdout
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| ([^|]+?) \| [^|]+ \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
+                                            r"([\d.]+) \| ([^|]+) \| (\d+) \|$", table, re.M)}
+    assert len(rows) == 5, table
+    source = next(k for k in rows if k.startswith("source: Proxy-Anchor above head"))
+    for name in (source, "target: Relaxed_Contra from the source", "target: Proxy-Anchor alone (ImageNet init.)"):
+        dim, *recalls, trained, seconds = rows[name]
+        assert [float(r) for r in recalls] == sorted(float(r) for r in recalls)   # R@1 <= R@2 <= R@4 <= R@8
+        epochs, steps = map(int, re.fullmatch(r"(\d+) \((\d+)\) ?", trained).groups())
+        assert 1 <= epochs <= 2 and steps >= epochs and int(seconds) >= 0
+    assert rows[source][0] == "512" and rows["target: Relaxed_Contra from the source"][0] == "64"
+    # One cache for the source and both targets, and the kept models the deploy guide starts from.
+    assert len(os.listdir(logs / "feature_cache")) == 2
+    assert (logs / "pretrained_source" / "efficientnet_lite0" / "emoji_efficientnet_lite0_512dim_Proxy_Anchor_ckpt.pth").is_file()
+    assert len(list(logs.rglob("emoji_efficientnet_lite0_best.pth"))) == 2
+    assert out.stdout.count("$ python code/train_") == 3   # each stage printed as a command one can rerun
