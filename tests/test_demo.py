@@ -17,7 +17,7 @@ def test_demo_trains_every_stage_and_writes_its_table(tmp_path):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo.py"), "--DATA_DIR", str(tmp_path / "data"),
                           "--LOG_DIR", str(logs), "--epochs", "2", "--patience", "1", "--cache-views", "2",
                           "--crop-size", "32", "--workers", "2"],
-                         capture_output=True, text=True, timeout=1200, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+                         capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     table = (logs / "results.md").read_text()
     assert table in out.stdout
