@@ -37,11 +37,11 @@ noto-font:
 
 # The whole suite, the reference check (tests/test_reference.py) included.
 test: venv
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 
 # The unit tests alone (about a minute): everything but the end-to-end training runs.
 test-fast: venv
-	$(PYTHON) -m pytest -q -m "not e2e"
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile -m "not e2e"
 
 # The reference check alone, straight from ../shared when it is there.
 check-reference: venv

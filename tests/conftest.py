@@ -12,6 +12,12 @@ import scipy.io
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
+# Under pytest-xdist (`make test` runs two workers on two cores) each worker and the processes its
+# tests start compute on one thread: two workers of two threads each would fight over the cores.
+# Set before any test imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
 
 # Tests that train or run the entry points (seconds to minutes each) are marked `e2e`: `make
 # test-fast` leaves them out, `make test` (CI) runs everything. A test is e2e when it uses the
@@ -19,10 +25,19 @@ sys.path.insert(0, os.path.join(ROOT, "code"))
 E2E_FIXTURES = {"tiny_flags", "source_ckpt"}
 
 
+# The longest files (minutes each), started first so that two workers end together instead of
+# one of them starting a long file when the other has nothing left (longest first); measured table
+# in docs/code.md.
+LONGEST_FIRST = ["test_ddp_steps.py", "test_mini_reproduction.py", "test_demo.py", "test_gpu_check.py",
+                 "test_distributed.py", "test_export.py", "test_resume.py"]
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,7 +1,8 @@
 """Runs code/train_target.py with a recorder around every training step, in one process or as one of
 torchrun's processes, for the step-level equality tests (tests/test_ddp_steps.py):
 
-    [torchrun --nproc_per_node=2] tests/ddp_trace.py OUT RUNS.json [--float64] [--record grads|weights]
+    [torchrun --nproc_per_node=2] tests/ddp_trace.py OUT RUNS.json [--float64] [--record grads,weights]
+                                                    [--steps N] [--no-eval]
 
 RUNS.json maps a run name to train_target.py's arguments; the runs go one after another in this
 process (one process group, one start-up). Each process writes OUT/<name>/rank<r>.pt:
@@ -13,11 +14,17 @@ process (one process group, one start-up). Each process writes OUT/<name>/rank<r
   weights, update  (--record weights, rank 0) the target network's state_dict after the last step,
                    and the norm of what training changed in it (w_end - w_start; BatchNorm's
                    running statistics left out)
+  loss_state       (--record weights, rank 0) the loss modules' state_dict after the last step
   steps[0]["loss_state"]  (--record grads) the loss modules' state_dict (proxies, regressors, CRD
                    memory) after the first step
-Records hold whole networks (tens of MB each): each process keeps only what --record asks for.
+Records hold whole networks (tens of MB each): each process keeps only what --record asks for
+(one of grads and weights, or both).
 --float64: every network, loss module and input in double precision, so that float noise is
 about 1e-16 instead of 1e-7 (the drift it leaves over the steps shrinks accordingly).
+--steps N: each run stops after N optimisation steps, as --time-budget stops a run (the step
+records need no more than the steps they compare).
+--no-eval: the epochs are not scored (every epoch records R@1 0): what is traced is training, and
+scoring the test split would cost as much as the steps themselves.
 """
 import json
 import os
@@ -57,6 +64,7 @@ class Recorder:
 
     def __init__(self, keep):
         self.keep, self.steps, self.grads, self.network, self.start = keep, [], None, None, None
+        self.objective = None
 
     def train_step(self, objective, batch, optimizer, scaler=None, clip_value=None):
         x, labels, index = batch
@@ -64,7 +72,7 @@ class Recorder:
                       checksums=image_checksums(x))
         first = not self.steps
         runner = objective.nets[0]
-        self.network = getattr(runner, "module", runner)
+        self.network, self.objective = getattr(runner, "module", runner), objective
         if first and "weights" in self.keep:
             self.start = state_of(self.network)
         hook = None
@@ -89,6 +97,21 @@ def state_of(module):
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
+class StepLimit:
+    """Stands in for training.Deadline: 'passed' once the recorder has taken `steps` steps (the
+    same step on every process, with no collective needed)."""
+
+    def __init__(self, recorder, steps):
+        self.recorder, self.steps = recorder, steps
+
+    def passed(self):
+        return len(self.recorder.steps) >= self.steps
+
+
+def no_scores(model, loaders, best, device, ks, channels_last=False):
+    return {f"R@{k}": 0.0 for k in ks}
+
+
 def float64_networks():
     """Networks take inputs in their own precision (images arrive as float32)."""
     forward = EmbeddingNet.forward
@@ -99,15 +122,19 @@ def float64_networks():
     torch.set_default_dtype(torch.float64)
 
 
-def main(out, runs_file, float64=False, keep=("grads", "weights")):
+def main(out, runs_file, float64=False, keep=("grads", "weights"), steps=None, evaluate=True):
     if float64:
         float64_networks()
+    if not evaluate:
+        train_target.score_epoch = no_scores
     with open(runs_file) as f:
         runs = json.load(f)
     parser = train_target.get_args_parser()
     for name, argv in runs.items():
         recorder = Recorder(keep)
         training.train_step = recorder.train_step
+        if steps is not None:
+            training.Deadline = lambda seconds, recorder=recorder: StepLimit(recorder, steps)
         args = parser.parse_args(argv)
         train_target.main(args)
         folder = os.path.join(out, name)
@@ -120,6 +147,7 @@ def main(out, runs_file, float64=False, keep=("grads", "weights")):
                 record["grads"] = recorder.grads
         if "weights" in keep and main_rank:
             record["weights"] = state_of(recorder.network)
+            record["loss_state"] = state_of(recorder.objective)
             trained = [k for k, v in record["weights"].items() if v.is_floating_point() and "running_" not in k]
             record["update"] = float(torch.cat([(record["weights"][k] - recorder.start[k]).double().flatten()
                                                 for k in trained]).norm())
@@ -129,5 +157,6 @@ def main(out, runs_file, float64=False, keep=("grads", "weights")):
 
 if __name__ == "__main__":
     options = sys.argv[3:]
-    keep = [options[options.index("--record") + 1]] if "--record" in options else ["grads", "weights"]
-    main(sys.argv[1], sys.argv[2], "--float64" in options, keep)
+    keep = options[options.index("--record") + 1].split(",") if "--record" in options else ["grads", "weights"]
+    steps = int(options[options.index("--steps") + 1]) if "--steps" in options else None
+    main(sys.argv[1], sys.argv[2], "--float64" in options, keep, steps, "--no-eval" not in options)

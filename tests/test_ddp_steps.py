@@ -1,12 +1,14 @@
 """torchrun with 2 gloo processes computes, step by step, what one process computes, with every layer
 training from the first step (--bn-freeze 1, no warm-up, AdamW):
 
-- every step draws the same global batch: the same dataset indices, labels and augmented pixels;
+- every step draws the same global batch: the same dataset indices, labels and augmented pixels
+  (every loss, over a whole epoch);
 - the first step's loss is the same to float precision, and so is the gradient of every parameter
   (target network and the losses' own: proxies, FitNet regressors, CRD embeddings), for every
   loss in LOSSES, with ResNet-18 from a ResNet-50-512 source and BN-Inception from BN-Inception-512;
 - later steps drift apart only by float noise that the dynamics amplify: in float64 the drift
-  shrinks by orders of magnitude;
+  shrinks by orders of magnitude, and the loss modules' state (proxies, regressors, CRD memory)
+  ends equal;
 - the command of issue 21 ends within the bounds that this noise allows (float32), and within 1e-4
   in float64; under --gpu-id -1 (which relaunches itself under torchrun) it trains exactly as
   torchrun does.
@@ -66,15 +68,31 @@ def paper_sources(imagenet_standins, tmp_path_factory):
             os.environ["TORCH_HOME"] = old
 
 
-def run_python(argv, torch_home, nproc=1):
-    """`python argv` in one process, or under torchrun with nproc processes; one thread each."""
+def python_command(argv, torch_home, nproc=1):
+    """(`python argv` in one process, or under torchrun with nproc processes; one thread each, env)."""
     cmd = [sys.executable]
     if nproc > 1:
         cmd += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", TORCH_HOME=torch_home)
-    done = subprocess.run(cmd + argv, capture_output=True, text=True, timeout=1800, env=env, cwd=ROOT)
+    return cmd + argv, dict(os.environ, OMP_NUM_THREADS="1", TORCH_HOME=torch_home)
+
+
+def run_python(argv, torch_home, nproc=1):
+    cmd, env = python_command(argv, torch_home, nproc)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done.stdout
+
+
+def run_side_by_side(argvs, torch_home):
+    """Several one-process, one-thread commands at once (one per core): a one-process trace leaves
+    the second core idle otherwise."""
+    procs = []
+    for argv in argvs:
+        cmd, env = python_command(argv, torch_home)
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
+    for p in procs:
+        out, err = p.communicate(timeout=1800)
+        assert p.returncode == 0, out[-3000:] + err[-5000:]
 
 
 class Traces:
@@ -90,21 +108,30 @@ class Traces:
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory, imagenet_standins):
-    """traced(runs, nproc, record, float64=False) -> Traces of ddp_trace.py over `runs` ({name:
-    train_target argv}) in nproc processes, keeping `record` ('grads' or 'weights'); each
-    configuration runs once per module, and its files (GBs in all) go when the module ends. float64
-    runs add --deterministic."""
+    """traced(runs, nproc, record, float64=False, steps=None) -> Traces of ddp_trace.py over `runs`
+    ({name: train_target argv}) in nproc processes, keeping `record` ('grads' or 'weights'), each
+    run stopped after `steps` steps (None: its epochs) and its epochs not scored; each
+    configuration runs once per module, and its files (GBs in all) go when the module ends.
+    float64 runs add --deterministic. One-process runs go in two halves side by side."""
     launched = {}
 
-    def get(runs, nproc, record, float64=False):
-        key = (json.dumps(runs), nproc, record, float64)
+    def get(runs, nproc, record, float64=False, steps=None):
+        key = (json.dumps(runs), nproc, record, float64, steps)
         if key not in launched:
             out = tmp_path_factory.mktemp(f"trace{nproc}{'_f64' if float64 else ''}")
             spec = {name: argv + ["--LOG_DIR", str(out / "logs" / name)] + (["--deterministic"] if float64 else [])
                     for name, argv in runs.items()}
-            (out / "runs.json").write_text(json.dumps(spec))
-            run_python([TRACE, str(out), str(out / "runs.json"), "--record", record]
-                       + (["--float64"] if float64 else []), imagenet_standins, nproc)
+            options = ["--record", record, "--no-eval"] + (["--float64"] if float64 else []) \
+                + (["--steps", str(steps)] if steps else [])
+            names = sorted(spec)
+            parts = [names] if nproc > 1 or len(names) == 1 else [names[::2], names[1::2]]
+            for i, part in enumerate(parts):
+                (out / f"runs{i}.json").write_text(json.dumps({n: spec[n] for n in part}))
+            argvs = [[TRACE, str(out), str(out / f"runs{i}.json"), *options] for i in range(len(parts))]
+            if nproc > 1:
+                run_python(argvs[0], imagenet_standins, nproc)
+            else:
+                run_side_by_side(argvs, imagenet_standins)
             launched[key] = Traces(out, nproc)
         return launched[key]
     yield get
@@ -112,13 +139,27 @@ def traced(tmp_path_factory, imagenet_standins):
         shutil.rmtree(traces.out, ignore_errors=True)
 
 
-def loss_runs(data_dir, model, paper_sources, crop=64):
+def loss_runs(data_dir, model, paper_sources, crop):
     """{loss: argv} for every loss in LOSSES: the paper's network pairing at a small crop size."""
     flags = ["--dataset", "cub", "--DATA_DIR", str(data_dir), "--model", model, "--crop-size", str(crop),
              "--embedding-size", "64", "--batch-size", "30", "--IPC", "3", "--view", "2", "--epochs", "1",
              "--workers", "1", "--bn-freeze", "1", "--warm", "0", "--optimizer", "adamw", "--lr", "1e-4",
              "--nce-k", "256", "--wandb", "disabled", "--source-ckpt", paper_sources[SOURCES[model]]]
     return {loss: flags + ["--loss", loss] for loss in LOSSES}
+
+
+# The traces of every loss: ResNet-18 at 32 px for three steps, its first step's gradients and its
+# last weights (the first-step test and the drift test read the same float32 runs); BN-Inception
+# at 64 px for its first step's gradients.
+LOSS_TRACES = {"resnet18": dict(crop=32, record="grads,weights", steps=3),
+               "bn_inception": dict(crop=64, record="grads", steps=1)}
+
+
+def loss_traces(traced, data_dir, paper_sources, model, nproc, float64=False):
+    """The traces of LOSS_TRACES[model]; float64 ones keep only the weights (the drift test's)."""
+    plan = LOSS_TRACES[model]
+    return traced(loss_runs(data_dir, model, paper_sources, plan["crop"]), nproc,
+                  "weights" if float64 else plan["record"], float64, plan["steps"])
 
 
 def command_runs(data_dir, source_ckpt):
@@ -141,6 +182,12 @@ def global_steps(records):
     return steps
 
 
+def same_batches(a, b):
+    """Whether two runs' global_steps drew the same images, labels and augmented pixels at every step."""
+    return all(torch.equal(x["index"], y["index"]) and torch.equal(x["labels"], y["labels"])
+               and torch.equal(x["checksums"], y["checksums"]) for x, y in zip(a, b))
+
+
 def relative(a, b):
     return float((a - b).double().norm() / a.double().norm())
 
@@ -161,15 +208,12 @@ def loss_drift(one, two):
 
 @pytest.mark.parametrize("model", ["resnet18", "bn_inception"])
 def test_every_loss_takes_the_same_first_step_under_torchrun(model, textured_cub, paper_sources, traced):
-    runs = loss_runs(textured_cub, model, paper_sources)
-    traces = traced(runs, 1, "grads"), traced(runs, 2, "grads")
+    traces = [loss_traces(traced, textured_cub, paper_sources, model, n) for n in (1, 2)]
     for loss in LOSSES:
         one, two = (t[loss] for t in traces)
         a, b = global_steps(one), global_steps(two)
-        assert len(a) == len(b) == 200 // 30   # training classes 1-100, two images each
-        for x, y in zip(a, b):   # every step: the same images, labels and augmented pixels
-            assert torch.equal(x["index"], y["index"]) and torch.equal(x["labels"], y["labels"]), loss
-            assert torch.equal(x["checksums"], y["checksums"]), loss
+        assert len(a) == len(b) == LOSS_TRACES[model]["steps"]
+        assert same_batches(a, b), loss
         assert abs(a[0]["loss"] - b[0]["loss"]) <= 1e-6 * abs(a[0]["loss"]), loss
 
         g1, g2 = one[0]["grads"], two[0]["grads"]
@@ -197,35 +241,48 @@ def test_every_loss_takes_the_same_first_step_under_torchrun(model, textured_cub
 
 
 def test_later_steps_drift_only_by_float_noise(textured_cub, paper_sources, traced):
-    """Every loss, ResNet-18 at 32 px, six steps. In float32 the runs drift apart: noise of 1e-7 at
-    the first step, amplified (AdamW's first steps move every weight by about lr whatever the size
-    of its gradient, so a gradient within noise of 0 steps either way). Measured: 5e-6 to 5e-4 max,
-    3e-5 to 4e-2 of the update. In float64, whose noise is 1e-16, the same runs end 1e-14 to 1e-12
-    apart (max), their losses equal to 2e-14 at every step."""
-    runs = loss_runs(textured_cub, "resnet18", paper_sources, crop=32)
-    f32 = [traced(runs, n, "weights") for n in (1, 2)]
-    f64 = [traced(runs, n, "weights", float64=True) for n in (1, 2)]
+    """Every loss, ResNet-18 at 32 px, three steps, each drawing the same batch in both runs. In
+    float32 the runs drift apart: noise of 1e-7 at the first step, amplified (AdamW's first steps
+    move every weight by about lr whatever the size of its gradient, so a gradient within noise of
+    0 steps either way). Measured: 2.8e-6 to 2.6e-4 max, 2.1e-5 to 1.2e-2 of the update. In
+    float64, whose noise is 1e-16, the same runs end 8e-17 to 7e-13 apart (max), their losses equal
+    to 2e-14 at every step. (Six steps, an epoch, measured before: 5e-6 to 5e-4 and 3e-5 to 4e-2 in
+    float32, 1e-14 to 1e-12 in float64.)"""
+    f32, f64 = ([loss_traces(traced, textured_cub, paper_sources, "resnet18", n, f) for n in (1, 2)]
+                for f in (False, True))
     for loss in LOSSES:
         one32, two32, one64, two64 = (t[loss] for t in f32 + f64)
+        assert same_batches(global_steps(one64), global_steps(two64)), loss
         (_, rel32), (max64, rel64) = drift(one32[0], two32[0]), drift(one64[0], two64[0])
         assert 0 < rel32 <= 0.1, f"{loss}: float32 runs ended {rel32:.1e} of the update apart"
         assert max64 <= 1e-10 and rel64 <= 1e-6 * rel32, f"{loss}: float64 drift {rel64:.1e} (max {max64:.1e})"
         assert loss_drift(one64, two64) <= 1e-11, loss
+        # The loss modules' own parameters and buffers (proxies, FitNet's regressors, CRD's memory).
+        s1, s2 = one64[0]["loss_state"], two64[0]["loss_state"]
+        assert s1.keys() == s2.keys()
+        for k in s1:
+            assert torch.allclose(s1[k], s2[k], rtol=1e-9, atol=1e-10), f"{loss} {k}"
 
 
-@pytest.mark.parametrize("optimizer, float32_bound", [("adamw", 0.1), ("sgd", 0.5)])
-def test_issue_command_ends_like_one_process(optimizer, float32_bound, textured_cub, paper_sources, traced):
-    """The command of issue 21 (six steps here). In float32 max |w1 - w2| is no measure of equality:
+def test_issue_command_ends_like_one_process(textured_cub, paper_sources, traced):
+    """The command of issue 21 (an epoch: six steps here), with AdamW and with SGD; every step draws
+    the same batch in both runs. In float32 max |w1 - w2| is no measure of equality:
     AdamW moves each weight by about lr a step whatever its gradient (a gradient within float noise
     of 0 steps either way, up to 2 lr per step apart), and SGD at lr 0.01 moves weights by up to 0.6
     in a few steps, over which the noise grows tenfold a step. Measured in float32: 3.9e-4 max, 2.4%
     of the update apart (AdamW), 4.2e-2 and 23% (SGD); in float64 the same runs end 1.5e-13 and
     7e-13 apart (max), far inside issue 21's 1e-4."""
-    runs = {optimizer: command_runs(textured_cub, paper_sources["resnet50"])[optimizer]}
-    (_, rel32), (max64, rel64) = (drift(traced(runs, 1, "weights", f)[optimizer][0],
-                                        traced(runs, 2, "weights", f)[optimizer][0]) for f in (False, True))
-    assert 0 < rel32 <= float32_bound, f"float32: {rel32:.1e} of the update apart"
-    assert max64 <= 1e-8 and rel64 <= 1e-6 * rel32, f"float64: max {max64:.1e}, {rel64:.1e} of the update"
+    runs = command_runs(textured_cub, paper_sources["resnet50"])
+    (one32, two32), (one64, two64) = ([traced(runs, n, "weights", f) for n in (1, 2)] for f in (False, True))
+    for optimizer, float32_bound in (("adamw", 0.1), ("sgd", 0.5)):
+        a, b = global_steps(one32[optimizer]), global_steps(two32[optimizer])
+        assert len(a) == len(b) == 200 // 30   # training classes 1-100, two images each
+        assert same_batches(a, b), optimizer
+        (_, rel32), (max64, rel64) = (drift(one[optimizer][0], two[optimizer][0])
+                                      for one, two in ((one32, two32), (one64, two64)))
+        assert 0 < rel32 <= float32_bound, f"{optimizer}, float32: {rel32:.1e} of the update apart"
+        assert max64 <= 1e-8 and rel64 <= 1e-6 * rel32, \
+            f"{optimizer}, float64: max {max64:.1e}, {rel64:.1e} of the update"
 
 
 def test_the_cli_and_its_gpu_id_minus_one_relaunch_train_as_traced(textured_cub, paper_sources, traced,
@@ -243,9 +300,10 @@ def test_the_cli_and_its_gpu_id_minus_one_relaunch_train_as_traced(textured_cub,
     relaunched = run_python(["-c", pretend_two_gpus, script, "--gpu-id", "-1", *argv[2:],
                              "--LOG_DIR", str(tmp_path / "all")], imagenet_standins)
     assert "--gpu-id -1: 2 processes, one per GPU" in relaunched
+    assert len([l for l in relaunched.splitlines() if l.startswith("epoch 0:")]) == 1   # only the main process reports
     for folder, nproc in (("one", 1), ("all", 2)):
         (ckpt,) = (tmp_path / folder).glob("logs_cub/*/checkpoint.pth")
         saved = torch.load(ckpt, weights_only=True)["model"]
-        expected = traced({"adamw": argv}, nproc, "weights")["adamw"][0]["weights"]
+        expected = traced(command_runs(textured_cub, paper_sources["resnet50"]), nproc, "weights")["adamw"][0]["weights"]
         assert saved.keys() == expected.keys()
         assert all(torch.equal(saved[k], expected[k]) for k in saved), folder

@@ -2,7 +2,6 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pytorch_metric_learning import losses as pml_losses, miners as pml_miners
 
 from .distance import pdist
 
@@ -20,6 +19,9 @@ class DarkRankLoss(nn.Module):
 
     def __init__(self, alpha=3, beta=3, permute_len=4, triplet_weight=1.0, triplet_margin=0.2):
         super().__init__()
+        # Imported here: pytorch-metric-learning pulls in scipy.stats, a second at every start of a
+        # trainer that does not use this loss.
+        from pytorch_metric_learning import losses as pml_losses, miners as pml_miners
         self.alpha, self.beta, self.permute_len = alpha, beta, permute_len
         self.triplet_weight = triplet_weight
         # the reference passes an invalid miner type, which the library treats as "all"

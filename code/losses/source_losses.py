@@ -8,15 +8,21 @@ embeddings as the network gives them (pml normalises where the authors' configur
 """
 import torch
 import torch.nn as nn
-from pytorch_metric_learning import losses as pml_losses
-from pytorch_metric_learning import miners
-from pytorch_metric_learning.distances import DotProductSimilarity
-from pytorch_metric_learning.regularizers import LpRegularizer
 
 from errors import UserError
 
 from . import build_from
 from .proxy_anchor import ProxyAnchorLoss
+
+
+def pml():
+    """pytorch-metric-learning, imported on first use: it pulls in scipy.stats, a second at every
+    start of train_source.py, whose default loss (Proxy_Anchor) does not need it."""
+    import pytorch_metric_learning.distances
+    import pytorch_metric_learning.losses
+    import pytorch_metric_learning.miners
+    import pytorch_metric_learning.regularizers
+    return pytorch_metric_learning
 
 
 class ProxyNCALoss(nn.Module):
@@ -31,7 +37,7 @@ class ProxyNCALoss(nn.Module):
 
     def __init__(self, nb_classes, sz_embed, scale=32):
         super().__init__()
-        self.loss_func = pml_losses.ProxyNCALoss(num_classes=nb_classes, embedding_size=sz_embed,
+        self.loss_func = pml().losses.ProxyNCALoss(num_classes=nb_classes, embedding_size=sz_embed,
                                                  softmax_scale=scale)
 
     def forward(self, emb, labels):
@@ -55,8 +61,8 @@ class MultiSimilarityLoss(nn.Module):
 
     def __init__(self, thresh=0.5, epsilon=0.1, scale_pos=2, scale_neg=50):
         super().__init__()
-        self.miner = miners.MultiSimilarityMiner(epsilon=epsilon)
-        self.loss_func = pml_losses.MultiSimilarityLoss(alpha=scale_pos, beta=scale_neg, base=thresh)
+        self.miner = pml().miners.MultiSimilarityMiner(epsilon=epsilon)
+        self.loss_func = pml().losses.MultiSimilarityLoss(alpha=scale_pos, beta=scale_neg, base=thresh)
 
     def forward(self, emb, labels):
         return self.loss_func(emb, labels, self.miner(emb, labels))
@@ -72,7 +78,7 @@ class ContrastiveLoss(nn.Module):
 
     def __init__(self, margin=0.5):
         super().__init__()
-        self.loss_func = pml_losses.ContrastiveLoss(neg_margin=margin)
+        self.loss_func = pml().losses.ContrastiveLoss(neg_margin=margin)
 
     def forward(self, emb, labels):
         return self.loss_func(emb, labels)
@@ -90,8 +96,8 @@ class TripletLoss(nn.Module):
 
     def __init__(self, margin=0.2):
         super().__init__()
-        self.miner = miners.TripletMarginMiner(margin=margin, type_of_triplets="all")
-        self.loss_func = pml_losses.TripletMarginLoss(margin=margin)
+        self.miner = pml().miners.TripletMarginMiner(margin=margin, type_of_triplets="all")
+        self.loss_func = pml().losses.TripletMarginLoss(margin=margin)
 
     def forward(self, emb, labels):
         return self.loss_func(emb, labels, self.miner(emb, labels))
@@ -110,8 +116,8 @@ class NPairLoss(nn.Module):
 
     def __init__(self, l2_reg=0):
         super().__init__()
-        reg = {"embedding_regularizer": LpRegularizer(), "embedding_reg_weight": l2_reg} if l2_reg else {}
-        self.loss_func = pml_losses.NPairsLoss(distance=DotProductSimilarity(normalize_embeddings=False), **reg)
+        reg = {"embedding_regularizer": pml().regularizers.LpRegularizer(), "embedding_reg_weight": l2_reg} if l2_reg else {}
+        self.loss_func = pml().losses.NPairsLoss(distance=pml().distances.DotProductSimilarity(normalize_embeddings=False), **reg)
 
     def forward(self, emb, labels):
         return self.loss_func(emb, labels)
