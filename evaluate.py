@@ -9,11 +9,13 @@ Proxy-Anchor. Any two sets of saved embeddings can be scored the same way, witho
 
     python evaluate.py --query-embeddings Q.npz --gallery-embeddings G.npz [--recall-ks 1,10,20]
 
-The authors' flags and defaults (../shared/paper/reference-flags.md). Checkpoints written by this
-project remember their network, embedding size and L2 norm, and are evaluated so unless a flag says
-otherwise. Other files (the released sources, targets trained with the authors' code) get the
-authors' defaults: bn_inception, 512-d, --target-norm 0 (no L2 norm; the released Proxy-Anchor
-sources were trained normalised: pass --target-norm 1 to score them as their training did).
+The authors' flags and defaults. Checkpoints written by this project remember their network,
+embedding size and L2 norm, and a best model saved in its run folder has the run's args.json
+beside it, which gives the data set and crop size; each is used unless a flag says otherwise (a
+flag that differs from the run is said in one line). Other files (the released sources, targets
+trained with the authors' code) get the authors' defaults: cub, 224 px, bn_inception, 512-d,
+--target-norm 0 (no L2 norm; the released Proxy-Anchor sources were trained normalised: pass
+--target-norm 1 to score them as their training did).
 """
 import argparse
 import os
@@ -28,7 +30,8 @@ import distributed  # noqa: E402
 from dataset import build_dataset, build_transform  # noqa: E402
 from embeddings_file import load_embeddings, save_embeddings  # noqa: E402
 from evaluation import evaluate, recall_ks  # noqa: E402
-from errors import UserError  # noqa: E402
+from deploy.network import DEFAULT_CROP, run_args, run_args_path  # noqa: E402
+from errors import UserError, warn  # noqa: E402
 from loaders import build_eval_loader  # noqa: E402
 from models import MODELS, build_model, load_checkpoint_weights  # noqa: E402
 from models.pretrained import read_weight_file  # noqa: E402
@@ -37,8 +40,22 @@ from reporting.retrieval_grid import draw_grid, nearest_neighbours, pick_queries
 from runtime import run_cli  # noqa: E402
 
 
-# The authors' defaults, for checkpoints that do not record their network.
+# The authors' defaults, for checkpoints that do not record their network, and runs without args.json.
 FALLBACK = {"model": "bn_inception", "embedding_size": 512, "target_norm": 0}
+RUN_FALLBACK = {"dataset": "cub", "crop_size": DEFAULT_CROP}
+
+
+def settings_from_run(args):
+    """--dataset and --crop-size: the flag, else the run's args.json, else the authors' default; a flag
+    that differs from the run it evaluates is said in one line (scoring on another data set or size
+    can be meant)."""
+    run = run_args(args.ckpt)
+    for key, fallback in RUN_FALLBACK.items():
+        flag, trained = getattr(args, key), run.get(key)
+        if flag is None:
+            setattr(args, key, trained if trained is not None else fallback)
+        elif trained is not None and flag != trained:
+            warn(f"--{key.replace('_', '-')} {flag}, but the run trained with {trained} ({run_args_path(args.ckpt)}).")
 
 
 def get_args_parser():
@@ -53,8 +70,9 @@ def get_args_parser():
     p.add_argument("--gallery-embeddings", default="", metavar="G.npz", help="the gallery of --query-embeddings")
     p.add_argument("--recall-ks", default="", metavar="K,K,...",
                    help="the K of Recall@K (default: the data set's; In-Shop's 1,10,20,30,40,50 for saved embeddings)")
-    p.add_argument("--dataset", default="cub", help="cub, cars, SOP, Inshop or emoji")
-    p.add_argument("--DATA_DIR", default="./data")
+    p.add_argument("--dataset", default=None, help="cub, cars, SOP, Inshop or emoji (default: the run's, from "
+                   "the args.json beside the checkpoint, else cub)")
+    p.add_argument("--DATA_DIR", default="./data", help="folder holding the datasets")
     p.add_argument("--model", default=None, help=f"{', '.join(MODELS)} (default: from the checkpoint, "
                                                   "else bn_inception)")
     p.add_argument("--embedding-size", default=None, type=int, help="default: from the checkpoint, else 512")
@@ -64,10 +82,11 @@ def get_args_parser():
                    help="accepted for the authors' command lines; unused by their evaluation and ours")
     p.add_argument("--bn-freeze", default=1, type=int,
                    help="accepted for the authors' command lines (evaluation runs BatchNorm in eval mode anyway)")
-    p.add_argument("--batch-size", default=150, type=int)
+    p.add_argument("--batch-size", default=150, type=int, help="images per evaluation batch")
     p.add_argument("--gpu-id", default=0, type=int, help="CUDA device; -1: all visible GPUs (one process each)")
-    p.add_argument("--workers", default=20, type=int)
-    p.add_argument("--crop-size", default=224, type=int)
+    p.add_argument("--workers", default=20, type=int, help="data-loading processes")
+    p.add_argument("--crop-size", default=None, type=int, help="image size (resize keeps the 256/224 ratio; "
+                   "default: the run's, from the args.json beside the checkpoint, else 224)")
     p.add_argument("--save-embeddings", default="", metavar="FILE.npz",
                    help="also save the embeddings, labels and image paths of the evaluation split")
     p.add_argument("--visualize", default=0, type=int, metavar="N",
@@ -150,6 +169,7 @@ def main(args):
     for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("target_norm", "l2_norm")):
         if getattr(args, flag) is None:
             setattr(args, flag, saved.get(key, FALLBACK[flag]))
+    settings_from_run(args)
     if args.visualize < 0 or args.visualize_k < 1:
         raise UserError(f"--visualize {args.visualize} --visualize-k {args.visualize_k}: give a number of "
                         "queries >= 0 and of neighbours >= 1.")
@@ -174,7 +194,7 @@ def main(args):
     split = (f"{sum(is_query)} queries searched in {len(is_query) - sum(is_query)} gallery images"
              if is_query is not None else f"{len(eval_set)} images")
     print(f"{args.dataset} eval split, {split}, {args.model}-{args.embedding_size}"
-          f"{' (L2-normalised)' if args.target_norm else ''} from {args.ckpt}")
+          f"{' (L2-normalised)' if args.target_norm else ''} at {args.crop_size} px from {args.ckpt}")
     for k, v in recalls.items():
         print(f"{k}: {100 * v:.2f}")
     return recalls

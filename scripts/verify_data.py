@@ -2,6 +2,8 @@
 say which of its three layouts was found, or what the closest one lacks).
 
     python scripts/verify_data.py [--DATA_DIR ./data] [cub] [cars] [SOP] [Inshop]
+
+With no names, every data set whose folder is under --DATA_DIR is checked.
 """
 import argparse
 import os
@@ -21,14 +23,33 @@ EXPECTED = {
     "Inshop": {"train": (25882, 3997), "eval": (26830, 3985)},
 }
 QUERIES = {"Inshop": 14218}
-DEFAULT = ["cub", "cars", "SOP"]   # the paper's
+# The folder each data set's loader reads under --DATA_DIR (code/dataset/).
+FOLDERS = {"cub": "CUB_200_2011", "cars": "cars196", "SOP": "Stanford_Online_Products", "Inshop": "Inshop_Clothes"}
+
+
+def present(data_dir):
+    """The data sets whose folder is under data_dir."""
+    return [name for name in EXPECTED if os.path.isdir(os.path.join(data_dir, FOLDERS[name]))]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--DATA_DIR", default="./data")
-    ap.add_argument("datasets", nargs="*", default=DEFAULT, choices=list(EXPECTED))
+    # Names checked here, not by argparse `choices`: Python 3.11's argparse checks an empty or
+    # default list against the choices as one value and refuses it.
+    ap.add_argument("datasets", nargs="*", metavar="{" + ",".join(EXPECTED) + "}",
+                    help="data sets to check (default: every one found under --DATA_DIR)")
     args = ap.parse_args(argv)
+    unknown = [name for name in args.datasets if name not in EXPECTED]
+    if unknown:
+        ap.error(f"unknown data set(s) {', '.join(unknown)}; valid: {', '.join(EXPECTED)}")
+    if not args.datasets:
+        args.datasets = present(args.DATA_DIR)
+        if not args.datasets:
+            print(f"no data set found under {os.path.abspath(args.DATA_DIR)}: expected one of the folders "
+                  f"{', '.join(FOLDERS.values())}. Download them with scripts/download_datasets.sh, or pass "
+                  "--DATA_DIR pointing at the folder that holds them.")
+            return 1
     ok = True
     for name in args.datasets:
         for mode, (n_img, n_cls) in EXPECTED[name].items():

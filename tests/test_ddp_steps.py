@@ -139,26 +139,26 @@ def traced(tmp_path_factory, imagenet_standins):
         shutil.rmtree(traces.out, ignore_errors=True)
 
 
-def loss_runs(data_dir, model, paper_sources, crop):
-    """{loss: argv} for every loss in LOSSES: the paper's network pairing at a small crop size."""
+def loss_runs(data_dir, model, paper_sources, crop, batch):
+    """{loss: argv} for every loss in LOSSES: the paper's network pairing at a small crop and batch."""
     flags = ["--dataset", "cub", "--DATA_DIR", str(data_dir), "--model", model, "--crop-size", str(crop),
-             "--embedding-size", "64", "--batch-size", "30", "--IPC", "3", "--view", "2", "--epochs", "1",
+             "--embedding-size", "64", "--batch-size", str(batch), "--IPC", "3", "--view", "2", "--epochs", "1",
              "--workers", "1", "--bn-freeze", "1", "--warm", "0", "--optimizer", "adamw", "--lr", "1e-4",
              "--nce-k", "256", "--wandb", "disabled", "--source-ckpt", paper_sources[SOURCES[model]]]
     return {loss: flags + ["--loss", loss] for loss in LOSSES}
 
 
-# The traces of every loss: ResNet-18 at 32 px for three steps, its first step's gradients and its
-# last weights (the first-step test and the drift test read the same float32 runs); BN-Inception
-# at 64 px for its first step's gradients.
-LOSS_TRACES = {"resnet18": dict(crop=32, record="grads,weights", steps=3),
-               "bn_inception": dict(crop=64, record="grads", steps=1)}
+# The traces of every loss: ResNet-18 at 32 px, 6 classes x 3 images a batch, for three steps, its
+# first step's gradients and its last weights (the first-step test and the drift test read the
+# same float32 runs); BN-Inception at 64 px, 10 classes a batch, for its first step's gradients.
+LOSS_TRACES = {"resnet18": dict(crop=32, batch=18, record="grads,weights", steps=3),
+               "bn_inception": dict(crop=64, batch=30, record="grads", steps=1)}
 
 
 def loss_traces(traced, data_dir, paper_sources, model, nproc, float64=False):
     """The traces of LOSS_TRACES[model]; float64 ones keep only the weights (the drift test's)."""
     plan = LOSS_TRACES[model]
-    return traced(loss_runs(data_dir, model, paper_sources, plan["crop"]), nproc,
+    return traced(loss_runs(data_dir, model, paper_sources, plan["crop"], plan["batch"]), nproc,
                   "weights" if float64 else plan["record"], float64, plan["steps"])
 
 
@@ -241,13 +241,13 @@ def test_every_loss_takes_the_same_first_step_under_torchrun(model, textured_cub
 
 
 def test_later_steps_drift_only_by_float_noise(textured_cub, paper_sources, traced):
-    """Every loss, ResNet-18 at 32 px, three steps, each drawing the same batch in both runs. In
+    """Every loss, ResNet-18 at 32 px, batches of 18, three steps, each drawing the same batch in both runs. In
     float32 the runs drift apart: noise of 1e-7 at the first step, amplified (AdamW's first steps
     move every weight by about lr whatever the size of its gradient, so a gradient within noise of
-    0 steps either way). Measured: 2.8e-6 to 2.6e-4 max, 2.1e-5 to 1.2e-2 of the update. In
-    float64, whose noise is 1e-16, the same runs end 8e-17 to 7e-13 apart (max), their losses equal
-    to 2e-14 at every step. (Six steps, an epoch, measured before: 5e-6 to 5e-4 and 3e-5 to 4e-2 in
-    float32, 1e-14 to 1e-12 in float64.)"""
+    0 steps either way). Measured: 3e-8 to 6.4e-5 max, 4.0e-6 to 3.5e-4 of the update. In float64,
+    whose noise is 1e-16, the same runs end 2e-16 to 4e-13 apart (max), their losses equal to 2e-14
+    at every step. (Batches of 30 over six steps, an epoch, measured before: 5e-6 to 5e-4 and 3e-5
+    to 4e-2 in float32, 1e-14 to 1e-12 in float64.)"""
     f32, f64 = ([loss_traces(traced, textured_cub, paper_sources, "resnet18", n, f) for n in (1, 2)]
                 for f in (False, True))
     for loss in LOSSES:

@@ -46,7 +46,7 @@ def test_ckpt_is_required():
         evaluate_cli.get_args_parser().parse_args(["--dataset", "cub"])
 
 
-def test_evaluates_a_saved_target_as_recorded(tiny_cub, tiny_flags, source_ckpt, tmp_path):
+def test_evaluates_a_saved_target_as_recorded(tiny_cub, tiny_flags, source_ckpt, tmp_path, capsys):
     import train_target
     argv = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--LOG_DIR", str(tmp_path), "--save", "1",
                          "--embedding-size", "16", "--batch-size", "12", "--IPC", "2", "--loss", "Relaxed_Contra",
@@ -55,6 +55,27 @@ def test_evaluates_a_saved_target_as_recorded(tiny_cub, tiny_flags, source_ckpt,
     best = next((tmp_path / "logs_cub").iterdir()) / "cub_resnet_narrow_best.pth"
     got = run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0", "--ckpt", str(best)])
     assert got == pytest.approx(recalls, abs=1e-12)
+    # Without --dataset and --crop-size: the run's, from the args.json beside the best model.
+    capsys.readouterr()
+    assert run(["--DATA_DIR", str(tiny_cub), "--workers", "0", "--ckpt", str(best)]) == pytest.approx(recalls, abs=1e-12)
+    out = capsys.readouterr().out
+    assert "cub eval split" in out and "at 32 px" in out
+
+
+def test_data_set_and_crop_come_from_the_run_and_a_differing_flag_is_said(sop_dir, source_ckpt, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ckpt = run_dir / "SOP_resnet_narrow_best.pth"
+    ckpt.write_bytes(open(source_ckpt, "rb").read())
+    (run_dir / "args.json").write_text('{"dataset": "SOP", "crop_size": 40, "model": "resnet_narrow"}')
+    run(["--DATA_DIR", str(sop_dir), "--workers", "0", "--ckpt", str(ckpt)])
+    out, err = capsys.readouterr()
+    assert "SOP eval split, 8 images, resnet_narrow-32 (L2-normalised) at 40 px" in out and "the run trained" not in err
+    run(["--DATA_DIR", str(sop_dir), "--workers", "0", "--ckpt", str(ckpt), "--dataset", "SOP", "--crop-size", "32"])
+    out, err = capsys.readouterr()
+    assert "at 32 px" in out
+    (line,) = [l for l in err.splitlines() if "the run trained" in l]
+    assert line == f"warning: --crop-size 32, but the run trained with 40 ({run_dir / 'args.json'})."
 
 
 def test_save_embeddings(tiny_cub, source_ckpt, tmp_path):

@@ -61,11 +61,11 @@ def test_dry_run_runs_every_stage_and_writes_the_report(tmp_path):
 @no_gpu
 def test_a_failed_and_a_timed_out_stage_are_reported_with_what_they_measured(tmp_path):
     out, report = run_check(tmp_path, "--dry-run", "--only", "data_bench,tests", "--fault", "data_bench=hang",
-                            "--limit", "data_bench=60", "--fault", "tests=fail")
+                            "--limit", "data_bench=30", "--fault", "tests=fail")
     assert out.returncode == 1
     assert f"| {TITLES['data_bench']} | timed out |" in report
     data = section(report, "data_bench")
-    assert "| workers | images/s | batches/s |" in data and "stopped at its time limit of 60 s" in data
+    assert "| workers | images/s | batches/s |" in data and "stopped at its time limit of 30 s" in data
     assert f"| {TITLES['tests']} | failed |" in report
     tests = section(report, "tests")
     assert "forced failure (--fault)" in tests and "4 passed" in tests

@@ -1,4 +1,5 @@
 """The paper's commands, as README and scripts/ give them, parse with the reference's meaning."""
+import argparse
 import glob
 import os
 import shlex
@@ -99,3 +100,19 @@ def test_source_scripts_save_normalised_networks(path):
     assert (args.save, args.l2_norm, args.LOG_DIR) == (1, 1, "./pretrained_source")
     assert train_source.checkpoint_path(args) == os.path.join(
         "./pretrained_source", args.model, f"{args.dataset}_{args.model}_512dim_Proxy_Anchor_ckpt.pth")
+
+
+def test_every_flag_shows_its_default_in_help():
+    """argparse's ArgumentDefaultsHelpFormatter adds '(default: ...)' only to options with a help text."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("evaluate_cli", os.path.join(ROOT, "evaluate.py"))
+    evaluate_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate_cli)
+    for module in (train_target, train_source, evaluate_cli):
+        parser = module.get_args_parser()
+        assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+        silent = [a.option_strings[0] for a in parser._actions
+                  if a.option_strings and a.help is None and a.default is not argparse.SUPPRESS]
+        assert not silent, f"{module.__name__}: no help, so no default shown, for {silent}"
+    shown = " ".join(train_target.get_args_parser().format_help().split())
+    assert "--lr LR learning rate of the target network (default: 0.0001)" in shown

@@ -72,14 +72,25 @@ def load_network(ckpt, arch=None, embedding_size=None, l2_norm=None):
     return net.eval(), info
 
 
+def run_args_path(ckpt):
+    """The args.json of the run that wrote `ckpt`: the file beside it (train_target.py saves its best
+    model in its run folder)."""
+    return os.path.join(os.path.dirname(os.path.abspath(ckpt)), "args.json")
+
+
+def run_args(ckpt):
+    """The arguments of the run that wrote `ckpt` (its args.json), or {} where there is none."""
+    try:
+        with open(run_args_path(ckpt)) as f:
+            args = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return args if isinstance(args, dict) else {}
+
+
 def run_crop_size(ckpt):
     """The --crop-size of the run that wrote `ckpt` (its args.json beside it), or None."""
-    path = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "args.json")
-    try:
-        with open(path) as f:
-            crop = json.load(f).get("crop_size")
-    except (OSError, ValueError, AttributeError):
-        return None
+    crop = run_args(ckpt).get("crop_size")
     return int(crop) if isinstance(crop, int) and crop > 0 else None
 
 
@@ -89,7 +100,7 @@ def crop_size_of(ckpt, flag):
         return int(flag), "--crop-size"
     crop = run_crop_size(ckpt)
     if crop:
-        return crop, os.path.join(os.path.dirname(os.path.abspath(ckpt)), "args.json")
+        return crop, run_args_path(ckpt)
     return DEFAULT_CROP, "the default (the checkpoint does not record it: pass --crop-size if it trained at another)"
 
 

@@ -177,3 +177,23 @@ def test_verify_data_says_what_is_missing(cars_layouts, capsys):
     assert load_verify_data().main(["--DATA_DIR", str(data), "cars"]) == 1
     out = capsys.readouterr().out
     assert "cars_test_annos_withlabels.mat" in out and "Closest: the classification layout" in out
+
+
+def test_verify_data_without_names_checks_every_data_set_present(cub_dir, sop_dir, capsys):
+    """README's `python scripts/verify_data.py`, no names: the data sets found, and only those."""
+    assert load_verify_data().main(["--DATA_DIR", str(cub_dir)]) == 1   # tiny trees, not the real counts
+    out = capsys.readouterr().out
+    assert "cub train: " in out and "SOP train: " in out
+    assert "cars" not in out and "Inshop" not in out
+
+
+def test_verify_data_without_names_and_without_data_says_where_it_looked(tmp_path, capsys):
+    assert load_verify_data().main(["--DATA_DIR", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"no data set found under {tmp_path}" in out and "CUB_200_2011" in out
+
+
+def test_verify_data_refuses_an_unknown_name(capsys):
+    with pytest.raises(SystemExit) as e:
+        load_verify_data().main(["cub", "imagenet"])
+    assert e.value.code == 2 and "unknown data set(s) imagenet; valid: cub, cars, SOP, Inshop" in capsys.readouterr().err
