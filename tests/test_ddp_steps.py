@@ -2,7 +2,7 @@
 training from the first step (--bn-freeze 1, no warm-up, AdamW):
 
 - every step draws the same global batch: the same dataset indices, labels and augmented pixels
-  (every loss, over a whole epoch);
+  (every loss over three steps; issue 21's command over a whole epoch);
 - the first step's loss is the same to float precision, and so is the gradient of every parameter
   (target network and the losses' own: proxies, FitNet regressors, CRD embeddings), for every
   loss in LOSSES, with ResNet-18 from a ResNet-50-512 source and BN-Inception from BN-Inception-512;
@@ -109,10 +109,10 @@ class Traces:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory, imagenet_standins):
     """traced(runs, nproc, record, float64=False, steps=None) -> Traces of ddp_trace.py over `runs`
-    ({name: train_target argv}) in nproc processes, keeping `record` ('grads' or 'weights'), each
-    run stopped after `steps` steps (None: its epochs) and its epochs not scored; each
-    configuration runs once per module, and its files (GBs in all) go when the module ends.
-    float64 runs add --deterministic. One-process runs go in two halves side by side."""
+    ({name: train_target argv}) in nproc processes, keeping `record` ('grads', 'weights' or both,
+    'grads,weights'), each run stopped after `steps` steps (None: its epochs) and its epochs not
+    scored; each configuration runs once per module, and its files (GBs in all) go when the module
+    ends. float64 runs add --deterministic. One-process runs go in two halves side by side."""
     launched = {}
 
     def get(runs, nproc, record, float64=False, steps=None):

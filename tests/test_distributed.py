@@ -21,12 +21,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def launch(script, args, nproc, env=None):
+def launch(script, args, nproc):
     cmd = [sys.executable]
     if nproc > 1:
         cmd += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
                 f"--master_port={free_port()}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run(cmd + [os.path.join(ROOT, script), *args], capture_output=True, text=True,
                          timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
