@@ -21,9 +21,9 @@ import PIL.Image
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
-import train_target  # noqa: E402
-from loaders import build_loaders, image_splits  # noqa: E402
-from errors import UserError  # noqa: E402
+from embedding_transfer import train_target  # noqa: E402
+from embedding_transfer.loaders import build_loaders, image_splits  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
 
 
 def make_synthetic_cub(root, classes, per_class, width, height, seed=0):

@@ -10,7 +10,7 @@ left out, as an export leaves it out), the checkpoint's and the ONNX file's size
 image at batch 1 and images/s at batch 32, in PyTorch and in onnxruntime (the fastest of --repeats
 runs after one warm-up, on --threads threads, one by default). Per embedding size: bytes per
 gallery item in float32 and float16, the memory of an index of --items (1M) items, the exact search
-time per query over them (code/query_gallery.py's blocked scan, a batch of --queries queries,
+time per query over them (code/embedding_transfer/query_gallery.py's blocked scan, a batch of --queries queries,
 k = 10), and faiss IVF's (build time, search time per query, recall@10 against the exact search;
 --skip-faiss to leave it out).
 
@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
-from deploy.exporters import export  # noqa: E402
-from deploy.faiss_index import DEFAULT_NPROBE  # noqa: E402
-from deploy.network import EmbeddingOnly, embed_torch, inference_parameters  # noqa: E402
-from deploy.runners import OnnxRunner  # noqa: E402
-from models import build_model, weights_record  # noqa: E402
-from query_gallery import nearest_gallery  # noqa: E402
-from storage import save_json  # noqa: E402
+from embedding_transfer.deploy.exporters import export  # noqa: E402
+from embedding_transfer.deploy.faiss_index import DEFAULT_NPROBE  # noqa: E402
+from embedding_transfer.deploy.network import EmbeddingOnly, embed_torch, inference_parameters  # noqa: E402
+from embedding_transfer.deploy.runners import OnnxRunner  # noqa: E402
+from embedding_transfer.models import build_model, weights_record  # noqa: E402
+from embedding_transfer.query_gallery import nearest_gallery  # noqa: E402
+from embedding_transfer.storage import save_json  # noqa: E402
 
 GROUPS = {
     "paper": [("BN-Inception dim. reduction", ("bn_inception", 512), [("bn_inception", 64)]),
@@ -106,7 +106,7 @@ def measure_search(d, args):
     row["exact_ms"] = 1000 * t / args.queries
     if not args.skip_faiss:
         import faiss
-        from deploy.faiss_index import build_ivf, recall_against_exact, search_ivf
+        from embedding_transfer.deploy.faiss_index import build_ivf, recall_against_exact, search_ivf
         faiss.omp_set_num_threads(args.threads)
         exact = nearest_gallery(Q, G, K)[1].numpy()
         t0 = time.perf_counter()

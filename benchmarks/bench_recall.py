@@ -27,7 +27,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
-from metrics import DEFAULT_CHUNK, map_at_r, recall_at_k, retrieval_metrics  # noqa: E402
+from embedding_transfer.metrics import DEFAULT_CHUNK, map_at_r, recall_at_k, retrieval_metrics  # noqa: E402
 
 
 def rss_mb():

@@ -16,7 +16,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
-from models import build_model  # noqa: E402
+from embedding_transfer.models import build_model  # noqa: E402
 
 
 def step_ms(net, x, iters):

@@ -24,12 +24,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
-import train_target  # noqa: E402
-import distributed  # noqa: E402
-from losses import LOSSES  # noqa: E402
-from models import build_model  # noqa: E402
-from optim import build_optimizer, grad_scaler, param_groups  # noqa: E402
-from training import train_step  # noqa: E402
+from embedding_transfer import train_target  # noqa: E402
+from embedding_transfer import distributed  # noqa: E402
+from embedding_transfer.losses import LOSSES  # noqa: E402
+from embedding_transfer.models import build_model  # noqa: E402
+from embedding_transfer.optim import build_optimizer, grad_scaler, param_groups  # noqa: E402
+from embedding_transfer.training import train_step  # noqa: E402
 
 # name -> (target, target dim, source, source dim)
 SETTINGS = {

@@ -26,15 +26,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
-import build_feature_cache  # noqa: E402
-import train_source  # noqa: E402
-import train_target  # noqa: E402
-from dataset import build_dataset  # noqa: E402
+import build_feature_cache  # noqa: E402  (scripts/ is on sys.path)
+from embedding_transfer import train_source  # noqa: E402
+from embedding_transfer import train_target  # noqa: E402
+from embedding_transfer.dataset import build_dataset  # noqa: E402
 from emoji_prep.baseline import imagenet_features, raw_pixel_embeddings  # noqa: E402  (scripts/ is on sys.path)
 from emoji_prep.prepare import prepare_emoji  # noqa: E402
-from errors import UserError  # noqa: E402
-from metrics import recall_at_k  # noqa: E402
-from reporting.runs import find_runs  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
+from embedding_transfer.metrics import recall_at_k  # noqa: E402
+from embedding_transfer.reporting.runs import find_runs  # noqa: E402
 
 KS = [1, 2, 4, 8]
 # Chosen on 2 CPU cores (docs/demo.md): what fits in about 10 minutes from a fresh clone.

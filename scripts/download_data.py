@@ -102,8 +102,8 @@ def cars_layout(root):
     (dataset/cars_layouts.py), so that what counts as present here is what it can read."""
     if not os.path.isdir(root):
         return None
-    from dataset.cars_layouts import DESCRIPTIONS, find_layout  # here: imports torch via dataset/
-    from errors import UserError
+    from embedding_transfer.dataset.cars_layouts import DESCRIPTIONS, find_layout  # here: imports torch via dataset/
+    from embedding_transfer.errors import UserError
     try:
         layout, where = find_layout(root)
     except UserError:

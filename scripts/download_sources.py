@@ -60,7 +60,7 @@ def expected_shapes(model):
     """{key: shape} of the network the checkpoint must fit, built on the meta device: keys and
     shapes only, no memory or initialisation cost."""
     import torch
-    from models import build_model
+    from embedding_transfer.models import build_model
     with torch.device("meta"):
         net = build_model(model, EMBEDDING_SIZE, pretrained=False)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}

@@ -25,7 +25,7 @@ from tqdm import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
-from errors import UserError  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
 
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds without a byte before giving up (a resumed run continues from there)

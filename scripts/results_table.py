@@ -8,7 +8,7 @@ test R@1, the paper's protocol; or best R@1 on the held-out classes with --val-c
 Markdown table per setting (source -> target network): methods as rows, the source first; per dataset
 R@1/2/4 (R@1/10/100 on SOP) and MAP@R, then for each of those K the paper's value and our difference
 to it where the paper reports one (every method of its tables, and its Proxy-Anchor source beside our
-source run; code/reporting/paper_results.csv).
+source run; code/embedding_transfer/reporting/paper_results.csv).
 """
 import argparse
 import csv
@@ -18,13 +18,13 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "code"))
 
-from errors import UserError  # noqa: E402
-from reporting.baselines import matched_baselines  # noqa: E402
-from reporting.paper_results import setting_name  # noqa: E402
-from reporting.runs import find_runs  # noqa: E402
-from runtime import run_cli  # noqa: E402
-from storage import save_text  # noqa: E402
-from reporting.tables import CSV_FIELDS, csv_rows, markdown  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
+from embedding_transfer.reporting.baselines import matched_baselines  # noqa: E402
+from embedding_transfer.reporting.paper_results import setting_name  # noqa: E402
+from embedding_transfer.reporting.runs import find_runs  # noqa: E402
+from embedding_transfer.runtime import run_cli  # noqa: E402
+from embedding_transfer.storage import save_text  # noqa: E402
+from embedding_transfer.reporting.tables import CSV_FIELDS, csv_rows, markdown  # noqa: E402
 
 
 def get_args_parser():
@@ -36,12 +36,12 @@ def get_args_parser():
                    help="one row per run, values in percent, with the paper's at each K")
     p.add_argument("--matched-baselines", action="store_true",
                    help="read each baseline trained with --time-budget as two rows, same wall-clock and same "
-                        "epochs as the Relaxed_Contra run of its network and seed (code/reporting/baselines.py)")
+                        "epochs as the Relaxed_Contra run of its network and seed (code/embedding_transfer/reporting/baselines.py)")
     p.add_argument("--flag-rising", action="store_true",
                    help="mark rows with runs whose selected epoch is one of their last 10 (no plateau shown)")
     p.add_argument("--claims", default="", metavar="FILE.md",
                    help="also write the paper's claims as paired differences over seeds with 95%% intervals "
-                        "(code/reporting/claims.py)")
+                        "(code/embedding_transfer/reporting/claims.py)")
     p.add_argument("--curves", default="", metavar="FILE.png",
                    help="held-out R@1 against optimisation steps of every run, a panel per setting")
     p.add_argument("--figure", default="", metavar="FILE.png", help="bar chart of R@1 by method and setting")
@@ -81,15 +81,15 @@ def main(args):
         writer.writerows(csv_rows(runs))
         save_text(buf.getvalue(), args.csv)
     if args.figure:
-        from reporting.plots import plot_bars   # matplotlib only when a figure is asked for
+        from embedding_transfer.reporting.plots import plot_bars   # matplotlib only when a figure is asked for
         plot_bars(runs, args.figure, title=args.title or "R@1 by method and setting")
     if args.claims:
-        from reporting.claims import claims_markdown
+        from embedding_transfer.reporting.claims import claims_markdown
         claims = claims_markdown(runs)
         print(claims)
         save_text(claims, args.claims)
     if args.curves:
-        from reporting.curves import plot_convergence
+        from embedding_transfer.reporting.curves import plot_convergence
         plot_convergence(convergence_panels(trained), args.curves, "held-out R@1 while training (★: selected epoch)")
     for path in (args.markdown, args.csv, args.figure, args.claims, args.curves):
         if path:

@@ -15,7 +15,7 @@ and each query the name of the folder it is in: the picture then frames a neighb
 of the query's class and red when not (blue when classes are unknown). A query that is itself a
 gallery file does not retrieve itself (--keep-self keeps it).
 
-Search is exact (the blocked scan of code/query_gallery.py). --index faiss searches an IVF index
+Search is exact (the blocked scan of code/embedding_transfer/query_gallery.py). --index faiss searches an IVF index
 instead, for galleries too big for that, and reports its recall@k against the exact search on up to
 --recall-queries of the queries, with both search times.
 """
@@ -32,17 +32,17 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
-from dataset import check_images  # noqa: E402
-from deploy import faiss_index  # noqa: E402
-from deploy.images import class_folder_labels, embed_files, gather, list_images  # noqa: E402
-from deploy.runners import open_model  # noqa: E402
-from embeddings_file import load_embeddings, save_embeddings  # noqa: E402
-from errors import UserError  # noqa: E402
-from models import MODELS  # noqa: E402
-from query_gallery import nearest_gallery  # noqa: E402
-from reporting.retrieval_grid import draw_grid  # noqa: E402
-from runtime import run_cli  # noqa: E402
-from storage import save_text  # noqa: E402
+from embedding_transfer.dataset import check_images  # noqa: E402
+from embedding_transfer.deploy import faiss_index  # noqa: E402
+from embedding_transfer.deploy.images import class_folder_labels, embed_files, gather, list_images  # noqa: E402
+from embedding_transfer.deploy.runners import open_model  # noqa: E402
+from embedding_transfer.embeddings_file import load_embeddings, save_embeddings  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
+from embedding_transfer.models import MODELS  # noqa: E402
+from embedding_transfer.query_gallery import nearest_gallery  # noqa: E402
+from embedding_transfer.reporting.retrieval_grid import draw_grid  # noqa: E402
+from embedding_transfer.runtime import run_cli  # noqa: E402
+from embedding_transfer.storage import save_text  # noqa: E402
 
 
 def get_args_parser():

@@ -28,16 +28,16 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "code"))
 
-from dataset import convert_input  # noqa: E402
-from errors import UserError  # noqa: E402
-from loaders import build_loaders, image_splits  # noqa: E402
-from losses.relaxed import RelaxedContrastiveLoss, _off_diagonal, source_similarities  # noqa: E402
-from losses.distance import pdist  # noqa: E402
-from models import build_model  # noqa: E402
-from reporting.runs import find_runs  # noqa: E402
-from runtime import run_cli, seed_everything  # noqa: E402
-from train_target import build_source  # noqa: E402
-from views import views_to_batch  # noqa: E402
+from embedding_transfer.dataset import convert_input  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
+from embedding_transfer.loaders import build_loaders, image_splits  # noqa: E402
+from embedding_transfer.losses.relaxed import RelaxedContrastiveLoss, _off_diagonal, source_similarities  # noqa: E402
+from embedding_transfer.losses.distance import pdist  # noqa: E402
+from embedding_transfer.models import build_model  # noqa: E402
+from embedding_transfer.reporting.runs import find_runs  # noqa: E402
+from embedding_transfer.runtime import run_cli, seed_everything  # noqa: E402
+from embedding_transfer.train_target import build_source  # noqa: E402
+from embedding_transfer.views import views_to_batch  # noqa: E402
 
 
 def get_args_parser():

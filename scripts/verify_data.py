@@ -11,8 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "code"))
 
-from dataset import build_dataset  # noqa: E402
-from errors import UserError  # noqa: E402
+from embedding_transfer.dataset import build_dataset  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
 
 # (images, classes) of the train and eval splits, from the papers' data sections.
 EXPECTED = {
@@ -23,7 +23,7 @@ EXPECTED = {
     "Inshop": {"train": (25882, 3997), "eval": (26830, 3985)},
 }
 QUERIES = {"Inshop": 14218}
-# The folder each data set's loader reads under --DATA_DIR (code/dataset/).
+# The folder each data set's loader reads under --DATA_DIR (code/embedding_transfer/dataset/).
 FOLDERS = {"cub": "CUB_200_2011", "cars": "cars196", "SOP": "Stanford_Online_Products", "Inshop": "Inshop_Clothes"}
 
 

@@ -332,7 +332,7 @@ def tiny_inshop(tmp_path_factory):
 @pytest.fixture(scope="session")
 def source_ckpt(tiny_cub, tmp_path_factory):
     """A 32-d resnet_narrow source trained one epoch with Proxy-Anchor on the tiny CUB tree."""
-    import train_source
+    from embedding_transfer import train_source
     out = tmp_path_factory.mktemp("source")
     args = train_source.get_args_parser().parse_args(
         TINY + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "32", "--batch-size", "12",
@@ -345,7 +345,7 @@ def source_ckpt(tiny_cub, tmp_path_factory):
 def standin_trunk(name):
     """The named trunk with random weights and the BatchNorm statistics of image-like inputs."""
     import torch
-    from models import build_model
+    from embedding_transfer.models import build_model
     torch.manual_seed(0)
     net = build_model(name, 8).train()
     scale = 60.0 if name == "bn_inception" else 1.0   # BN-Inception takes 0-255 BGR pixels
@@ -365,8 +365,8 @@ def imagenet_standins(tmp_path_factory):
     statistics are (frozen statistics of mean 0 and variance 1 let activations blow up or collapse).
     A cached file is used as it is: only a download is hash-checked."""
     import torch
-    from models.bn_inception import URL
-    from models.resnet import ResNet18, ResNet50
+    from embedding_transfer.models.bn_inception import URL
+    from embedding_transfer.models.resnet import ResNet18, ResNet50
     home = tmp_path_factory.mktemp("torch_home")
     folder = home / "hub" / "checkpoints"
     folder.mkdir(parents=True)

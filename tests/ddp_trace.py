@@ -35,10 +35,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
-import distributed  # noqa: E402
-import train_target  # noqa: E402
-import training  # noqa: E402
-from models.head import EmbeddingNet  # noqa: E402
+from embedding_transfer import distributed  # noqa: E402
+from embedding_transfer import train_target  # noqa: E402
+from embedding_transfer import training  # noqa: E402
+from embedding_transfer.models.head import EmbeddingNet  # noqa: E402
 
 ORIGINAL_STEP = training.train_step
 

@@ -11,12 +11,12 @@ import PIL.Image
 import pytest
 import torch
 
-import train_source
-import train_target
-from dataset import build_transform, convert_input
-from optim import Warmup
-from models import build_model
-from distributed import select_device
+from embedding_transfer import train_source
+from embedding_transfer import train_target
+from embedding_transfer.dataset import build_transform, convert_input
+from embedding_transfer.optim import Warmup
+from embedding_transfer.models import build_model
+from embedding_transfer.distributed import select_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -204,7 +204,7 @@ def test_all_gpus_relaunches_like_torchrun(tiny_cub, source_ckpt, tmp_path):
     one = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), *argv], capture_output=True, text=True,
                          timeout=300)
     code = subprocess.run([sys.executable, "-c", (
-        "import sys; sys.path.insert(0, 'code'); import distributed; "
+        "import sys; sys.path.insert(0, 'code'); from embedding_transfer import distributed; "
         f"sys.exit(distributed.relaunch(2, 'evaluate.py', {argv!r}))")], cwd=ROOT, capture_output=True, text=True,
         timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert one.returncode == 0 and code.returncode == 0, one.stderr[-2000:] + code.stderr[-2000:]

@@ -8,9 +8,9 @@ import statistics
 import pytest
 from scipy import stats
 
-from reporting.claims import claim_rows, claims_markdown, interval, verdict
-from reporting.curves import plot_convergence, steps_axis
-from reporting.runs import Run, find_runs
+from embedding_transfer.reporting.claims import claim_rows, claims_markdown, interval, verdict
+from embedding_transfer.reporting.curves import plot_convergence, steps_axis
+from embedding_transfer.reporting.runs import Run, find_runs
 
 LITE0 = {"source_model": "efficientnet_lite0", "source_embedding_size": 512, "model": "efficientnet_lite0",
          "dataset": "emoji"}

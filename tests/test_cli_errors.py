@@ -87,9 +87,9 @@ def test_unwritable_log_dir_fails_before_training(tiny_cub, tmp_path):
     ("Relaxed_Contra", "bn_inception", True),
 ])
 def test_bn_inception_crop_rule_applies_only_to_networks_that_run(loss, source, refused):
-    import loaders
-    import train_target
-    from errors import UserError
+    from embedding_transfer import loaders
+    from embedding_transfer import train_target
+    from embedding_transfer.errors import UserError
     argv = ["--loss", loss, "--model", "efficientnet_lite0", "--crop-size", "48"]
     args = train_target.get_args_parser().parse_args(argv + (["--source-model", source] if source else []))
     train_target.default_source(args)

@@ -32,7 +32,7 @@ import sys
 import pytest
 import torch
 
-from losses import LOSSES
+from embedding_transfer.losses import LOSSES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRACE = os.path.join(ROOT, "tests", "ddp_trace.py")
@@ -49,7 +49,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="session")
 def paper_sources(imagenet_standins, tmp_path_factory):
     """{network: checkpoint} of 512-d L2-normalised sources built from the stand-ins."""
-    from models import build_model
+    from embedding_transfer.models import build_model
     out = tmp_path_factory.mktemp("paper_sources")
     old = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = imagenet_standins

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-import distributed
-import views
+from embedding_transfer import distributed
+from embedding_transfer import views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

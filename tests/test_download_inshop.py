@@ -30,7 +30,7 @@ def test_missing_inshop_says_what_to_download_and_where(tmp_path, no_verify, cap
 
 
 def test_img_zip_put_by_hand_is_unpacked_into_the_loaders_layout(tmp_path, inshop_dir, no_verify):
-    from dataset import build_dataset
+    from embedding_transfer.dataset import build_dataset
     data = tmp_path / "data"
     root = data / "Inshop_Clothes"
     (root / "Eval").mkdir(parents=True)

@@ -137,7 +137,7 @@ def run_data(data_dir, *names):
 # ---- data sets ---------------------------------------------------------------------------------
 
 def test_cub_download_unpacks_in_the_loaders_layout(server, monkeypatch, tmp_path, cub_tgz, layout, no_verify):
-    from dataset import build_dataset
+    from embedding_transfer.dataset import build_dataset
     serve_archive(server, monkeypatch, "CUB_200_2011.tgz", cub_tgz)
     data = tmp_path / "data"
     assert run_data(data, "cub") == 0
@@ -160,7 +160,7 @@ def test_md5_mismatch_names_the_archive_removes_it_and_does_not_unpack(server, m
 
 
 def test_a_truncated_part_file_resumes_with_a_range_request(server, monkeypatch, tmp_path, cub_tgz, layout, no_verify):
-    from dataset import build_dataset
+    from embedding_transfer.dataset import build_dataset
     path = serve_archive(server, monkeypatch, "CUB_200_2011.tgz", cub_tgz)
     data = tmp_path / "data"
     data.mkdir()
@@ -235,7 +235,7 @@ def test_no_names_means_all_three_and_unknown_names_are_refused(monkeypatch, tmp
 
 
 def test_sop_zip_unpacks(server, monkeypatch, tmp_path, sop_dir, no_verify):
-    from dataset import build_dataset
+    from embedding_transfer.dataset import build_dataset
     serve_archive(server, monkeypatch, "Stanford_Online_Products.zip",
                   zip_of(sop_dir / "Stanford_Online_Products", "Stanford_Online_Products"))
     data = tmp_path / "data"
@@ -252,7 +252,7 @@ def cars_files(cars_dir):
 
 
 def test_cars_official_pair_is_used_when_it_answers(server, monkeypatch, tmp_path, cars_files, layout, no_verify):
-    from dataset import build_dataset
+    from embedding_transfer.dataset import build_dataset
     for name in ("car_ims.tgz", "cars_annos.mat"):
         serve_archive(server, monkeypatch, name, cars_files[name])
     serve_archive(server, monkeypatch, "CARS196.zip", zip_of(cars_files["tree"], "cars196"), md5sum=None)
@@ -265,7 +265,7 @@ def test_cars_official_pair_is_used_when_it_answers(server, monkeypatch, tmp_pat
 
 def test_cars_falls_back_to_the_zip_when_the_official_host_is_gone(server, monkeypatch, tmp_path, cars_files,
                                                                    layout, no_verify):
-    from dataset import build_dataset
+    from embedding_transfer.dataset import build_dataset
     for name in ("car_ims.tgz", "cars_annos.mat"):  # 404: registered, not served
         monkeypatch.setitem(download_data.ARCHIVES, name, {"urls": [server.url(f"/gone/{name}")], "md5": "0" * 32})
     # car_ims/ and cars_annos.mat one folder down, beside other files: found wherever they are.
@@ -325,7 +325,7 @@ def test_a_damaged_archive_without_md5_is_removed(server, monkeypatch, tmp_path,
 def checkpoints(tmp_path_factory):
     """Bytes of a {'model_state_dict': ...} file for the released network (BN-Inception, 512-d)
     and for another network."""
-    from models import build_model
+    from embedding_transfer.models import build_model
     out = {}
     for key, (arch, size) in {"good": ("bn_inception", 512), "wrong": ("resnet_narrow", 512)}.items():
         path = tmp_path_factory.mktemp("ckpt") / f"{key}.pth"

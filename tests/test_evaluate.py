@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from errors import UserError
+from embedding_transfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location("evaluate_cli", os.path.join(ROOT, "evaluate.py"))
@@ -47,7 +47,7 @@ def test_ckpt_is_required():
 
 
 def test_evaluates_a_saved_target_as_recorded(tiny_cub, tiny_flags, source_ckpt, tmp_path, capsys):
-    import train_target
+    from embedding_transfer import train_target
     argv = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--LOG_DIR", str(tmp_path), "--save", "1",
                          "--embedding-size", "16", "--batch-size", "12", "--IPC", "2", "--loss", "Relaxed_Contra",
                          "--source-ckpt", source_ckpt, "--source-model", "resnet_narrow", "--source-embedding-size", "32"]
@@ -86,14 +86,14 @@ def test_save_embeddings(tiny_cub, source_ckpt, tmp_path):
     z = np.load(out)
     assert z["embeddings"].shape == (133, 32) and z["labels"].shape == (133,) and len(z["paths"]) == 133
     assert str(z["paths"][0]).endswith(".jpg") and "CUB_200_2011" in str(z["paths"][0])
-    from metrics import recall_at_k
+    from embedding_transfer.metrics import recall_at_k
     assert recall_at_k(torch.from_numpy(z["embeddings"]), torch.from_numpy(z["labels"]), [1])[0] == got["R@1"]
 
 
 def test_visualize_draws_the_nearest_neighbours(tiny_cub, source_ckpt, tmp_path):
     import numpy as np
     import PIL.Image
-    from reporting.retrieval_grid import GREEN, RED, pick_queries
+    from embedding_transfer.reporting.retrieval_grid import GREEN, RED, pick_queries
     out, emb = tmp_path / "grid.png", tmp_path / "emb.npz"
     run(["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--crop-size", "32", "--workers", "0",
          "--ckpt", source_ckpt, "--visualize", "4", "--visualize-k", "3", "--visualize-out", str(out),

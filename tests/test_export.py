@@ -12,8 +12,8 @@ import PIL.Image
 import pytest
 import torch
 
-from errors import UserError
-from models import MODELS, build_model, weights_record
+from embedding_transfer.errors import UserError
+from embedding_transfer.models import MODELS, build_model, weights_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location("export_cli", os.path.join(ROOT, "scripts", "export.py"))
@@ -36,8 +36,8 @@ def calibrated(arch, dim, l2_norm, crop=CROP):
     zero-init-residual training starts them (else ResNet-101's stream grows block after block)."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    from deploy.check import check_batch
-    from deploy.preprocess import preprocessing_spec
+    from embedding_transfer.deploy.check import check_batch
+    from embedding_transfer.deploy.preprocess import preprocessing_spec
     torch.manual_seed(0)
     net = build_model(arch, dim, l2_norm=l2_norm)
     batch = torch.from_numpy(check_batch([PHOTO], preprocessing_spec(arch, crop), n=8))
@@ -64,7 +64,7 @@ def save_checkpoint(tmp_path, arch, dim=16, l2_norm=False, name=None):
 
 def photos(n, crop, arch):
     """n preprocessed real-photo crops (build_transform's), as numpy."""
-    from dataset import build_transform
+    from embedding_transfer.dataset import build_transform
     im = PIL.Image.open(PHOTO).convert("RGB")
     tf = build_transform(arch, False, crop_size=crop)
     views = [im, im.transpose(PIL.Image.FLIP_LEFT_RIGHT), im.crop((20, 10, 240, 250)), im.rotate(15)]
@@ -74,9 +74,9 @@ def photos(n, crop, arch):
 @pytest.mark.e2e
 @pytest.mark.parametrize("arch", list(MODELS))
 def test_every_network_exports_to_onnx_and_embeds_as_pytorch(tmp_path, arch):
-    from deploy.preprocess import SpecTransform
-    from deploy.runners import open_model
-    from dataset import build_transform
+    from embedding_transfer.deploy.preprocess import SpecTransform
+    from embedding_transfer.deploy.runners import open_model
+    from embedding_transfer.dataset import build_transform
     l2 = arch.startswith("resnet")          # both settings of the run's normalisation
     ckpt, net = save_checkpoint(tmp_path, arch, l2_norm=l2)
     out, meta = export([ckpt, "--crop-size", str(CROP)])
@@ -105,7 +105,7 @@ def test_every_network_exports_to_onnx_and_embeds_as_pytorch(tmp_path, arch):
 @pytest.mark.e2e
 @pytest.mark.parametrize("arch", ["resnet_tiny", "efficientnet_lite0", "bn_inception"])
 def test_torchscript_export(tmp_path, arch):
-    from deploy.runners import open_model
+    from embedding_transfer.deploy.runners import open_model
     ckpt, net = save_checkpoint(tmp_path, arch, l2_norm=True)
     out, meta = export([ckpt, "--crop-size", str(CROP), "--format", "torchscript"])
     assert out.endswith(".torchscript.pt") and meta["format"] == "torchscript"
@@ -136,7 +136,7 @@ def tamper_torchscript(path):
 
 def write_tampered(monkeypatch, fmt, tamper):
     """The exporter's writer for `fmt` writes the model, then `tamper`s the file it wrote."""
-    from deploy import exporters
+    from embedding_transfer.deploy import exporters
     real = exporters.WRITERS[fmt]
 
     def tampered(module, crop, path):
@@ -166,8 +166,8 @@ def test_a_tampered_torchscript_model_fails_the_check(tmp_path, monkeypatch):
 
 def test_the_check_compares_the_exported_model_with_pytorch(tmp_path):
     # The check itself, on a runner that is off by less and by more than the tolerance.
-    from deploy.check import max_difference, require_equal
-    from deploy.network import EmbeddingOnly
+    from embedding_transfer.deploy.check import max_difference, require_equal
+    from embedding_transfer.deploy.network import EmbeddingOnly
     net = EmbeddingOnly(calibrated("resnet_tiny", 8, False, crop=32))
     x = photos(4, 32, "resnet_tiny")
 
@@ -213,7 +213,7 @@ def test_bad_inputs_are_refused(tmp_path):
 
 @pytest.mark.e2e
 def test_a_json_that_belongs_to_another_export_is_refused(tmp_path):
-    from deploy.runners import open_model
+    from embedding_transfer.deploy.runners import open_model
     a, _ = save_checkpoint(tmp_path, "resnet_tiny", dim=16, name="a.pth")
     b, _ = save_checkpoint(tmp_path, "resnet_tiny", dim=8, name="b.pth")
     out_a, _ = export([a, "--crop-size", "32"])

@@ -11,13 +11,13 @@ import PIL.Image
 import pytest
 import torch
 
-import train_source
-import train_target
-from cached_data import cached_splits
-from dataset import build_dataset, build_transform, load_image
-from errors import UserError
-from loaders import image_options
-from models import build_model
+from embedding_transfer import train_source
+from embedding_transfer import train_target
+from embedding_transfer.cached_data import cached_splits
+from embedding_transfer.dataset import build_dataset, build_transform, load_image
+from embedding_transfer.errors import UserError
+from embedding_transfer.loaders import image_options
+from embedding_transfer.models import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LITE = "efficientnet_lite0"

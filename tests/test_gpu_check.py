@@ -161,7 +161,7 @@ def test_a_miniature_run_killed_at_its_limit_reports_its_steps_and_recorded_reca
 
 
 def test_unpacking_refuses_a_missing_or_incomplete_emoji_tarball(tmp_path):
-    from errors import UserError
+    from embedding_transfer.errors import UserError
     with pytest.raises(UserError, match="Run scripts/gpu_wheels.sh on a machine with the network"):
         gpu_miniature.unpack_emoji(str(tmp_path / "data"), str(tmp_path / "absent.tar.gz"))
     empty = tmp_path / "empty.tar.gz"
@@ -173,8 +173,8 @@ def test_unpacking_refuses_a_missing_or_incomplete_emoji_tarball(tmp_path):
 
 
 def test_the_gpu_plan_is_the_papers_step_count_in_flags_the_trainers_accept(tmp_path):
-    import train_source
-    import train_target
+    from embedding_transfer import train_source
+    from embedding_transfer import train_target
     per_epoch = 6158 // 90   # the emoji training split
     epochs = -(-gpu_miniature.PAPER_STEPS // per_epoch)
     runs, ckpt = gpu_miniature.commands(sys.executable, "data", str(tmp_path), gpu_miniature.GPU, epochs)

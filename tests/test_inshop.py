@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from errors import UserError
+from embedding_transfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location("evaluate_cli", os.path.join(ROOT, "evaluate.py"))
@@ -33,7 +33,7 @@ def brute_recall(X, T, is_query, k):
 @pytest.fixture(scope="module")
 def inshop_source(tiny_inshop, tiny_flags, tmp_path_factory):
     """A 16-d resnet_narrow source trained one epoch with Proxy-Anchor on the tiny In-Shop tree."""
-    import train_source
+    from embedding_transfer import train_source
     out = tmp_path_factory.mktemp("inshop_source")
     args = train_source.get_args_parser().parse_args(
         tiny_flags + ["--dataset", "Inshop", "--DATA_DIR", str(tiny_inshop), "--embedding-size", "16",
@@ -65,8 +65,8 @@ def test_source_is_scored_at_proxy_anchors_k_and_evaluate_reproduces_it(tiny_ins
 
 
 def test_general_query_gallery_mode_on_two_files(tmp_path):
-    from embeddings_file import save_embeddings
-    from query_gallery import query_gallery_metrics
+    from embedding_transfer.embeddings_file import save_embeddings
+    from embedding_transfer.query_gallery import query_gallery_metrics
     g = torch.Generator().manual_seed(0)
     Q, G = torch.randn(30, 8, generator=g), torch.randn(50, 8, generator=g)
     qy, gy = torch.randint(0, 5, (30,), generator=g), torch.randint(0, 5, (50,), generator=g)
@@ -79,7 +79,7 @@ def test_general_query_gallery_mode_on_two_files(tmp_path):
 
 
 def test_query_gallery_mode_errors(tmp_path):
-    from embeddings_file import save_embeddings
+    from embedding_transfer.embeddings_file import save_embeddings
     save_embeddings(str(tmp_path / "q.npz"), np.zeros((3, 8)), [0, 1, 2])
     save_embeddings(str(tmp_path / "g.npz"), np.zeros((4, 16)), [0, 1, 2, 3])
     save_embeddings(str(tmp_path / "nolabels.npz"), np.zeros((4, 8)))
@@ -99,7 +99,7 @@ def test_query_gallery_mode_errors(tmp_path):
 
 
 def test_target_trains_on_inshop_from_the_source(tiny_inshop, inshop_source, tiny_flags, tmp_path):
-    import train_target
+    from embedding_transfer import train_target
     ckpt, _ = inshop_source
     argv = tiny_flags + ["--dataset", "Inshop", "--DATA_DIR", str(tiny_inshop), "--LOG_DIR", str(tmp_path),
                          "--save", "1", "--embedding-size", "8", "--batch-size", "4", "--IPC", "2", "--loss", "Relaxed_Contra",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from metrics import nearest_positive_rank, recall_at_k
+from embedding_transfer.metrics import nearest_positive_rank, recall_at_k
 
 
 def brute_recall(X, T, ks):
@@ -100,7 +100,7 @@ def test_rejects_bad_input():
 
 @pytest.mark.parametrize("n", [1, 3, 1020, 1021, 60502])
 def test_packed_row_count_equals_plain_sum(n):
-    from metrics import _count_true_rows, _padded_width
+    from embedding_transfer.metrics import _count_true_rows, _padded_width
     width, groups = _padded_width(n)
     assert width >= n and width % 4 == 0 and width // 4 // groups <= 255
     g = torch.Generator().manual_seed(n)
@@ -131,7 +131,7 @@ def test_map_at_r_matches_pytorch_metric_learning(seed):
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
     from pytorch_metric_learning.utils.inference import CustomKNN
 
-    from metrics import map_at_r
+    from embedding_transfer.metrics import map_at_r
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(120, 5, generator=g, dtype=torch.float64)
     T = torch.randint(0, 10, (120,), generator=g)
@@ -146,7 +146,7 @@ def test_map_at_r_matches_pytorch_metric_learning(seed):
 
 
 def test_map_at_r_perfect_and_chunk_independent():
-    from metrics import map_at_r
+    from embedding_transfer.metrics import map_at_r
     X = torch.tensor([[0.0], [0.1], [0.2], [10.0], [10.1], [20.0]])
     T = torch.tensor([0, 0, 0, 1, 1, 2])
     assert map_at_r(X, T) == (1.0, 1.0)
@@ -201,7 +201,7 @@ KINDS = ["continuous", "duplicates", "singletons", "large_classes"]
 
 
 def check_all(X, T, ks, chunk):
-    from metrics import map_at_r, retrieval_metrics
+    from embedding_transfer.metrics import map_at_r, retrieval_metrics
     recalls, mapr, rp = retrieval_metrics(X, T, ks, chunk_size=chunk)
     # The same numbers as the separate functions, exactly...
     assert recalls == recall_at_k(X, T, ks, chunk_size=chunk)
@@ -229,7 +229,7 @@ def test_retrieval_metrics_match_separate_functions_and_brute_force(kind, dtype,
 def test_retrieval_metrics_group_search_and_bookkeeping(monkeypatch, kind, seed):
     """The top-R search through group minima (with ties at the k-th smallest minimum in the integer
     data), and every way of keeping the per-query arrays: the same numbers."""
-    import metrics
+    from embedding_transfer import metrics
     X, T = make_data(kind, seed, torch.float32, n=260)
     width, _ = metrics._padded_width(len(T))
     k = int(torch.bincount(T).max()) - 1
@@ -256,7 +256,7 @@ def test_retrieval_metrics_k_larger_than_n_and_below_r():
 
 
 def test_retrieval_metrics_singletons_and_collapse():
-    from metrics import retrieval_metrics
+    from embedding_transfer.metrics import retrieval_metrics
     X = torch.tensor([[0.0], [0.1], [5.0], [9.0]])
     T = torch.tensor([0, 0, 1, 2])                       # items 2 and 3: no positive, no R
     assert retrieval_metrics(X, T, [1, 2]) == ([0.5, 0.5], 1.0, 1.0)
@@ -267,7 +267,7 @@ def test_retrieval_metrics_singletons_and_collapse():
 
 
 def test_map_at_r_ties_are_broken_against_the_query():
-    from metrics import map_at_r
+    from embedding_transfer.metrics import map_at_r
     # Query 0: item 2 (other class) ties with its positive item 1 at distance 1 and ranks first:
     # R = 1 and its top-1 is item 2, so AP = RP = 0. Query 1: R = 1, item 0 at distance 1 ties
     # with nothing else (item 2 is at 2): AP = RP = 1.
@@ -278,7 +278,7 @@ def test_map_at_r_ties_are_broken_against_the_query():
 
 
 def test_retrieval_metrics_rejects_bad_input():
-    from metrics import retrieval_metrics
+    from embedding_transfer.metrics import retrieval_metrics
     with pytest.raises(ValueError, match="positive"):
         retrieval_metrics(torch.randn(4, 2), torch.zeros(4), [])
     with pytest.raises(ValueError, match="chunk_size"):

@@ -5,14 +5,14 @@ import re
 import pytest
 import torch
 
-import evaluation
-import loaders
-from loaders import Loaders
-import train_target
-from dataset import build_dataset
-from errors import UserError
-from records import improves, selection_key
-from reporting.runs import Run
+from embedding_transfer import evaluation
+from embedding_transfer import loaders
+from embedding_transfer.loaders import Loaders
+from embedding_transfer import train_target
+from embedding_transfer.dataset import build_dataset
+from embedding_transfer.errors import UserError
+from embedding_transfer.records import improves, selection_key
+from embedding_transfer.reporting.runs import Run
 
 
 def test_held_out_classes_are_disjoint_relabelled_and_fixed(cub_dir):

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from losses import LOSSES, build_loss, is_batchwise
-from models import build_model
-from objectives import TransferObjective, pair_feature_maps
+from embedding_transfer.losses import LOSSES, build_loss, is_batchwise
+from embedding_transfer.models import build_model
+from embedding_transfer.objectives import TransferObjective, pair_feature_maps
 
 
 def test_map_pairs_follow_the_reference_and_strides():

@@ -6,8 +6,8 @@ import shlex
 
 import pytest
 
-import train_source
-import train_target
+from embedding_transfer import train_source
+from embedding_transfer import train_target
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

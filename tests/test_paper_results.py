@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from reporting import paper_results
-from losses import LOSSES
-from reporting.paper_results import PAPER, load_paper_results, paper_source_value, paper_value
-from reporting.runs import Run
-from reporting.tables import SOURCE_ROW
+from embedding_transfer.reporting import paper_results
+from embedding_transfer.losses import LOSSES
+from embedding_transfer.reporting.paper_results import PAPER, load_paper_results, paper_source_value, paper_value
+from embedding_transfer.reporting.runs import Run
+from embedding_transfer.reporting.tables import SOURCE_ROW
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_CSV = os.path.join(ROOT, "..", "shared", "paper", "paper_results.csv")

@@ -3,7 +3,7 @@ from argparse import Namespace
 
 import pytest
 
-from training import EpochLoop
+from embedding_transfer.training import EpochLoop
 
 
 class Log:

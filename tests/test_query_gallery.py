@@ -1,10 +1,10 @@
-"""Query/gallery retrieval (code/query_gallery.py) against brute force and against
+"""Query/gallery retrieval (code/embedding_transfer/query_gallery.py) against brute force and against
 pytorch-metric-learning's AccuracyCalculator given separate query and reference sets."""
 import numpy as np
 import pytest
 import torch
 
-from query_gallery import nearest_gallery, query_gallery_metrics
+from embedding_transfer.query_gallery import nearest_gallery, query_gallery_metrics
 
 KS = [1, 2, 5, 10]
 

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from metrics import recall_at_k
+from embedding_transfer.metrics import recall_at_k
 
 GOLDEN = torch.load(os.path.join(os.path.dirname(__file__), "data", "reference_public.pt"), weights_only=True)
 

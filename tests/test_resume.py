@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-import train_target
-from errors import UserError
+from embedding_transfer import train_target
+from embedding_transfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = "resnet_narrow_CRD_embedding16_adamw_lr0.0001_batch12"
@@ -99,7 +99,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(tiny_cub, tiny_flags, sour
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tiny_cub, tiny_flags, source_ckpt, tmp_path, monkeypatch):
-    import objectives
+    from embedding_transfer import objectives
     real = objectives.TransferObjective.forward
     calls = {"n": 0}
 

@@ -4,7 +4,7 @@ import PIL.Image
 import pytest
 import torch
 
-from reporting.retrieval_grid import GREEN, GREY, RED, draw_grid, nearest_neighbours, pick_queries
+from embedding_transfer.reporting.retrieval_grid import GREEN, GREY, RED, draw_grid, nearest_neighbours, pick_queries
 
 
 def test_nearest_neighbours_excludes_the_query_and_matches_brute_force():
@@ -42,7 +42,7 @@ def test_frames_say_right_or_wrong(tmp_path):
 
 
 def test_unreadable_image_is_named(tmp_path):
-    from errors import UserError
+    from embedding_transfer.errors import UserError
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     with pytest.raises(UserError, match="bad.jpg"):

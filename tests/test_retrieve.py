@@ -10,7 +10,7 @@ import PIL.Image
 import pytest
 import torch
 
-from errors import UserError
+from embedding_transfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,7 +40,7 @@ def rows(path):
 def world(tmp_path_factory):
     """A class-folder gallery (5 classes x 4 noisy grey squares of one brightness each) and a
     16-d resnet_tiny checkpoint, trained by nothing: its embeddings still order by brightness."""
-    from models import build_model, weights_record
+    from embedding_transfer.models import build_model, weights_record
     base = tmp_path_factory.mktemp("retrieve")
     rng = np.random.default_rng(0)
     for c in range(5):
@@ -55,7 +55,7 @@ def world(tmp_path_factory):
 
 
 def brute_top(world, ckpt_runner, query, k, exclude_self=True):
-    from deploy.images import embed_files, list_images
+    from embedding_transfer.deploy.images import embed_files, list_images
     gallery = list_images(str(world / "gallery"))
     G = embed_files(ckpt_runner, gallery)
     q = embed_files(ckpt_runner, [query])[0]
@@ -65,8 +65,8 @@ def brute_top(world, ckpt_runner, query, k, exclude_self=True):
 
 
 def test_gallery_folder_with_a_checkpoint(world, tmp_path):
-    from deploy.runners import open_model
-    from reporting.retrieval_grid import GREEN, RED
+    from embedding_transfer.deploy.runners import open_model
+    from embedding_transfer.reporting.retrieval_grid import GREEN, RED
     query = str(world / "gallery" / "class2" / "1.png")
     out, grid = tmp_path / "hits.csv", tmp_path / "grid.png"
     retrieve(["--ckpt", str(world / "m.pth"), "--gallery", str(world / "gallery"), "--query", query,
@@ -94,7 +94,7 @@ def test_gallery_folder_with_a_checkpoint(world, tmp_path):
 
 
 def test_flat_gallery_has_no_classes_and_keep_self(world, tmp_path):
-    from reporting.retrieval_grid import BLUE
+    from embedding_transfer.reporting.retrieval_grid import BLUE
     flat = tmp_path / "flat"
     flat.mkdir()
     for c in (0, 3):
@@ -129,8 +129,8 @@ def test_an_exported_model_retrieves_as_its_checkpoint(world, tmp_path):
 
 
 def test_faiss_index_against_the_exact_search(world, tmp_path, capsys):
-    from deploy.faiss_index import build_ivf, recall_against_exact, search_ivf
-    from query_gallery import nearest_gallery
+    from embedding_transfer.deploy.faiss_index import build_ivf, recall_against_exact, search_ivf
+    from embedding_transfer.query_gallery import nearest_gallery
     g = torch.Generator().manual_seed(0)
     G, Q = torch.randn(3000, 16, generator=g), torch.randn(50, 16, generator=g)
     exact = nearest_gallery(Q, G, 10)[1].numpy()
@@ -168,7 +168,7 @@ def test_unreadable_gallery_images_are_one_error_naming_them(world, tmp_path):
 
 
 def test_mismatched_embedding_sizes(world, tmp_path):
-    from embeddings_file import save_embeddings
+    from embedding_transfer.embeddings_file import save_embeddings
     save_embeddings(str(tmp_path / "g64.npz"), np.zeros((4, 64)), paths=["a.png"] * 4)
     save_embeddings(str(tmp_path / "q8.npz"), np.zeros((2, 8)))
     query = str(world / "gallery" / "class0" / "0.png")
@@ -181,7 +181,7 @@ def test_mismatched_embedding_sizes(world, tmp_path):
 
 
 def test_model_and_checkpoint_mismatch(world, tmp_path):
-    from models import build_model, weights_record
+    from embedding_transfer.models import build_model, weights_record
     query = str(world / "gallery" / "class0" / "0.png")
     base = ["--gallery", str(world / "gallery"), "--query", query, "--out-csv", str(tmp_path / "x.csv")]
     # The flags name another network than the checkpoint holds: the message says which fits.

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-import rundir
-import train_target
-from errors import UserError
+from embedding_transfer import rundir
+from embedding_transfer import train_target
+from embedding_transfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ def test_resume_continues_in_its_own_folder(tiny_flags, tiny_cub, tmp_path):
 
 def hold_lock(folder):
     """A separate live process that claims `folder` and waits."""
-    code = (f"import sys; sys.path.insert(0, {os.path.join(ROOT, 'code')!r}); import rundir, time; "
+    code = (f"import sys; sys.path.insert(0, {os.path.join(ROOT, 'code')!r}); import time; from embedding_transfer import rundir; "
             f"rundir.claim({str(folder)!r}); print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"

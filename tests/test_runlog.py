@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-import runlog
-from errors import UserError
+from embedding_transfer import runlog
+from embedding_transfer.errors import UserError
 
 
 def test_auto_is_offline_without_credentials(monkeypatch, tmp_path):

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-import storage
+from embedding_transfer import storage
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):

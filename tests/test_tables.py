@@ -9,11 +9,11 @@ import sys
 import PIL.Image
 import pytest
 
-from errors import UserError
-from reporting.baselines import matched_baselines, wall_clock
-from reporting.paper_results import paper_value, setting_name
-from reporting.runs import Run, find_runs
-from reporting.tables import csv_rows, group_runs, markdown
+from embedding_transfer.errors import UserError
+from embedding_transfer.reporting.baselines import matched_baselines, wall_clock
+from embedding_transfer.reporting.paper_results import paper_value, setting_name
+from embedding_transfer.reporting.runs import Run, find_runs
+from embedding_transfer.reporting.tables import csv_rows, group_runs, markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = {"source_ckpt": "s.pth", "source_model": "bn_inception", "source_embedding_size": 512,

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-import train_source
-from errors import UserError
+from embedding_transfer import train_source
+from embedding_transfer.errors import UserError
 
 
 def run(argv):

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-import train_target
-from errors import UserError
-from losses import LOSSES
+from embedding_transfer import train_target
+from embedding_transfer.errors import UserError
+from embedding_transfer.losses import LOSSES
 
 
 def run(argv):
@@ -84,7 +84,7 @@ def test_gpu_id_0_runs_on_cpu_with_one_warning(tiny_cub, tiny_flags, source_ckpt
 
 
 def test_warm_up_trains_only_the_embedding(tiny_cub, tiny_flags, source_ckpt, tmp_path):
-    import models
+    from embedding_transfer import models
     torch.manual_seed(0)   # the run's --seed 0: the target starts from these weights
     start = models.build_model("resnet_narrow", 16).state_dict()
     run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "Relaxed_Contra", "--warm", "1",

@@ -6,9 +6,9 @@ import sys
 import pytest
 import torch
 
-import train_target
-from errors import UserError
-from losses.relaxed import RelaxedContrastiveLoss, source_similarities
+from embedding_transfer import train_target
+from embedding_transfer.errors import UserError
+from embedding_transfer.losses.relaxed import RelaxedContrastiveLoss, source_similarities
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))

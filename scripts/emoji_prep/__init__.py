@@ -1,7 +1,7 @@
 """Preparation of the cross-vendor emoji dataset (`python scripts/prepare_emoji.py`).
 
-Kept out of code/dataset so that training never imports vendor or rendering code; the dataset
-itself (code/dataset/emoji.py) only reads what this writes.
+Kept out of code/embedding_transfer/dataset so that training never imports vendor or rendering code; the dataset
+itself (code/embedding_transfer/dataset/emoji.py) only reads what this writes.
 
   keys.py      class keys: code point sequences, which emoji are left out
   iconify.py   npm `@iconify-json/*` icon sets: SVG icons by name, names -> code points

@@ -5,7 +5,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from dataset.base import load_image
+from embedding_transfer.dataset.base import load_image
 
 
 def raw_pixel_embeddings(dataset, size=32):
@@ -23,8 +23,8 @@ def imagenet_features(dataset, model, crop_size, batch_size=150, workers=0):
     """(N, 1280-ish) float tensor: the pooled features (GAP + GMP of the last map, the embedding
     layer's input) of `model` with its ImageNet weights, no fine-tuning; the dataset is read with
     the evaluation transform of that network at crop_size. The baseline that fine-tuning must beat."""
-    from dataset.transforms import build_transform
-    from models import build_model
+    from embedding_transfer.dataset.transforms import build_transform
+    from embedding_transfer.models import build_model
 
     net = build_model(model, 8, pretrained=True).eval()   # the embedding layer is not used
     dataset = copy.copy(dataset)   # the caller's transform stays as it was

@@ -6,7 +6,7 @@ private-use code points (a vendor's own extras) are left out.
 """
 import os
 
-from dataset.emoji import sort_key  # noqa: F401  (the dataset's class order, re-exported)
+from embedding_transfer.dataset.emoji import sort_key  # noqa: F401  (the dataset's class order, re-exported)
 
 VS16, ZWJ, KEYCAP = 0xFE0F, 0x200D, 0x20E3
 SKIN_TONES = range(0x1F3FB, 0x1F400)          # U+1F3FB..U+1F3FF

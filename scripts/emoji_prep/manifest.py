@@ -1,7 +1,7 @@
-"""classes.tsv, the manifest that code/dataset/emoji.py reads (`read_manifest`, re-exported)."""
+"""classes.tsv, the manifest that code/embedding_transfer/dataset/emoji.py reads (`read_manifest`, re-exported)."""
 import os
 
-from dataset.emoji import MANIFEST, emoji_dir, read_manifest  # noqa: F401
+from embedding_transfer.dataset.emoji import MANIFEST, emoji_dir, read_manifest  # noqa: F401
 
 from .keys import key_to_text, sort_key
 

@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 
-from errors import UserError
+from embedding_transfer.errors import UserError
 
 from . import iconify
 from .keys import key_from_codepoints, key_from_hex, key_to_text, parse_hex_sequence, skip_reason

@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from errors import UserError
+from embedding_transfer.errors import UserError
 
 from . import ROOT
 from .render import svg_available

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from dataset import build_dataset
-from errors import UserError
+from embedding_transfer.dataset import build_dataset
+from embedding_transfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OFFSET = {"train": 0, "eval": 98}

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from dataset import DATASETS, build_dataset, build_transform
-from errors import UserError
+from embedding_transfer.dataset import DATASETS, build_dataset, build_transform
+from embedding_transfer.errors import UserError
 
 
 def folder_class(path):

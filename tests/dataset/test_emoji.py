@@ -1,4 +1,4 @@
-"""The emoji dataset (code/dataset/emoji.py): reading a prepared tree, the split, missing data.
+"""The emoji dataset (code/embedding_transfer/dataset/emoji.py): reading a prepared tree, the split, missing data.
 
 The preparation code (scripts/emoji_prep/) is tested in test_emoji_prep.py."""
 import ast
@@ -9,9 +9,9 @@ import PIL.Image
 import pytest
 import torch
 
-from dataset import emoji as E
-from dataset.emoji import EmojiDataset
-from errors import UserError
+from embedding_transfer.dataset import emoji as E
+from embedding_transfer.dataset.emoji import EmojiDataset
+from embedding_transfer.errors import UserError
 
 SMALL = {  # key -> vendors; sorted by code points: 23-20e3, a9 | 2764, 1f468-200d-1f469, 1f600
     "1f600": ["twemoji", "openmoji", "noto", "fluent", "emojione"],
@@ -99,7 +99,7 @@ def test_dataset_takes_no_preparation_arguments():
 
 
 def test_training_does_not_import_preparation_code():
-    """Every training run imports code/dataset: the dataset module imports no vendor or
+    """Every training run imports code/embedding_transfer/dataset: the dataset module imports no vendor or
     rendering code (only the standard library, errors and its base class)."""
     tree = ast.parse(inspect.getsource(E))
     imported = set()
@@ -108,4 +108,4 @@ def test_training_does_not_import_preparation_code():
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
-    assert imported <= {"os", "errors", ".base"}, imported
+    assert imported <= {"os", "..errors", ".base"}, imported

@@ -19,7 +19,7 @@ SCRIPTS = os.path.join(ROOT, "scripts")
 if SCRIPTS not in sys.path:
     sys.path.insert(0, SCRIPTS)
 
-from dataset.emoji import EmojiDataset  # noqa: E402
+from embedding_transfer.dataset.emoji import EmojiDataset  # noqa: E402
 from emoji_prep import iconify  # noqa: E402
 from emoji_prep import keys as K  # noqa: E402
 from emoji_prep import prepare as P  # noqa: E402
@@ -27,7 +27,7 @@ from emoji_prep import render as R  # noqa: E402
 from emoji_prep import vendors as V  # noqa: E402
 from emoji_prep.baseline import raw_pixel_embeddings  # noqa: E402
 from emoji_prep.manifest import MANIFEST, read_manifest, summarize, vendor_counts  # noqa: E402
-from errors import UserError  # noqa: E402
+from embedding_transfer.errors import UserError  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- keys

@@ -9,9 +9,9 @@ import PIL.Image
 import pytest
 import torch
 
-from dataset import check_images, load_image
-from dataset.image_check import problem
-from errors import UserError
+from embedding_transfer.dataset import check_images, load_image
+from embedding_transfer.dataset.image_check import problem
+from embedding_transfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,7 +49,7 @@ def test_problems_of_broken_files(tmp_path):
 def test_check_names_the_broken_files_and_remembers_good_sets(tmp_path, monkeypatch):
     paths = photos(tmp_path / "images", 12)
     calls = []
-    monkeypatch.setattr("dataset.image_check.problem", lambda p: calls.append(p) or problem(p))
+    monkeypatch.setattr("embedding_transfer.dataset.image_check.problem", lambda p: calls.append(p) or problem(p))
     check_images(paths, "cub train")
     assert len(calls) == len(paths)
     check_images(paths, "cub train")            # remembered: nothing opened again

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from dataset import DATASETS, build_dataset
-from errors import UserError
+from embedding_transfer.dataset import DATASETS, build_dataset
+from embedding_transfer.errors import UserError
 
 PARTITION = os.path.join("Inshop_Clothes", "Eval", "list_eval_partition.txt")
 

@@ -6,7 +6,7 @@ import PIL.Image
 import pytest
 import torch
 
-from dataset import build_transform
+from embedding_transfer.dataset import build_transform
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "reference_public.pt")
 CASES = torch.load(GOLDEN, weights_only=True)["transforms"]

@@ -4,8 +4,8 @@ import time
 import pytest
 import torch
 
-from dataset import BalancedBatchSampler
-from errors import UserError
+from embedding_transfer.dataset import BalancedBatchSampler
+from embedding_transfer.errors import UserError
 
 # 20 classes with 1..5 images each, interleaved like a real dataset's order need not be.
 LABELS = [c for c in range(20) for _ in range(1 + c % 5)][::-1]

@@ -3,9 +3,9 @@ import PIL.Image
 import pytest
 import torch
 
-from dataset import build_transform
-from views import repeat_for_views, views_to_batch
-from errors import UserError
+from embedding_transfer.dataset import build_transform
+from embedding_transfer.views import repeat_for_views, views_to_batch
+from embedding_transfer.errors import UserError
 
 RGB = (10, 100, 200)
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from losses.attention import AttentionLoss
+from embedding_transfer.losses.attention import AttentionLoss
 
 
 def rand(*shape, seed):

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from errors import UserError
-from losses.crd import CRDLoss, sample_contrast_index
+from embedding_transfer.errors import UserError
+from embedding_transfer.losses.crd import CRDLoss, sample_contrast_index
 
 T_DIM, S_DIM, N_DATA, FEAT, K = 5, 6, 20, 4, 6
 

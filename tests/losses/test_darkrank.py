@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from losses.darkrank import DarkRankLoss
+from embedding_transfer.losses.darkrank import DarkRankLoss
 
 
 def rand(*shape, seed):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from losses.distance import pdist
+from embedding_transfer.losses.distance import pdist
 
 
 def pdist_loop(X):

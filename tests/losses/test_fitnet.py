@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from losses.fitnet import FitNetLoss
+from embedding_transfer.losses.fitnet import FitNetLoss
 
 PAIRS = [(3, 5), (4, 2), (6, 6), (2, 7)]
 SIZES = [6, 4, 3, 2]

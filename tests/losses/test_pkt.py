@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from losses.pkt import PKTLoss
+from embedding_transfer.losses.pkt import PKTLoss
 
 EPS = 1e-7
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from losses.proxy_anchor import ProxyAnchorLoss
+from embedding_transfer.losses.proxy_anchor import ProxyAnchorLoss
 
 
 def rand(*shape, seed):

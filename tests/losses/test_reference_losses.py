@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from losses import LOSSES
+from embedding_transfer.losses import LOSSES
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "reference_public.pt")
 CASES = torch.load(GOLDEN, weights_only=True)["losses"]

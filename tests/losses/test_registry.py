@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from errors import UserError
-from losses import INPUT_NAMES, LOSSES, build_loss, call_loss, constructor_parameters, is_batchwise, needs_source
-from losses.crd import sample_contrast_index
+from embedding_transfer.errors import UserError
+from embedding_transfer.losses import INPUT_NAMES, LOSSES, build_loss, call_loss, constructor_parameters, is_batchwise, needs_source
+from embedding_transfer.losses.crd import sample_contrast_index
 
 NAMES = ["Relaxed_Contra", "Relaxed_MS", "RKD", "PKT", "DarkRank", "Attention", "FitNet", "CRD",
          "Proxy_Anchor"]

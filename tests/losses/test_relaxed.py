@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from errors import UserError
-from losses.relaxed import RelaxedContrastiveLoss, RelaxedMSLoss
+from embedding_transfer.errors import UserError
+from embedding_transfer.losses.relaxed import RelaxedContrastiveLoss, RelaxedMSLoss
 
 
 def rand(*shape, seed, dtype=torch.float64):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from losses.rkd import RKDLoss
+from embedding_transfer.losses.rkd import RKDLoss
 
 
 def rand(*shape, seed):

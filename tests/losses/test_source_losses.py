@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners
 
-from errors import UserError
-from losses.proxy_anchor import ProxyAnchorLoss
-from losses.source_losses import (SOURCE_LOSSES, ContrastiveLoss, MultiSimilarityLoss, NPairLoss, ProxyNCALoss,
+from embedding_transfer.errors import UserError
+from embedding_transfer.losses.proxy_anchor import ProxyAnchorLoss
+from embedding_transfer.losses.source_losses import (SOURCE_LOSSES, ContrastiveLoss, MultiSimilarityLoss, NPairLoss, ProxyNCALoss,
                                   TripletLoss, build_source_loss)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from errors import UserError
-from models import MODELS, build_model
+from embedding_transfer.errors import UserError
+from embedding_transfer.models import MODELS, build_model
 
 # name -> input size that the network divides evenly (small, to keep the suite fast)
 SIZES = {"bn_inception": 64, "resnet18": 64, "resnet50": 64, "resnet101": 64, "resnet_narrow": 48, "resnet_tiny": 32,

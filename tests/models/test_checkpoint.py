@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from errors import UserError
-from models import build_model, load_checkpoint_weights
+from embedding_transfer.errors import UserError
+from embedding_transfer.models import build_model, load_checkpoint_weights
 
 
 def trained(name="resnet_narrow", size=32):

@@ -15,11 +15,11 @@ import torch
 import torch.nn as nn
 from torchvision import transforms as T
 
-from dataset.transforms import build_transform, convert_input, input_space
-from errors import UserError
-from models import MODELS, build_model
-from models.efficientnet_lite import EfficientNetLite0, EfficientNetLite2
-from models.pretrained import read_weight_file
+from embedding_transfer.dataset.transforms import build_transform, convert_input, input_space
+from embedding_transfer.errors import UserError
+from embedding_transfer.models import MODELS, build_model
+from embedding_transfer.models.efficientnet_lite import EfficientNetLite0, EfficientNetLite2
+from embedding_transfer.models.pretrained import read_weight_file
 
 CHELSEA = os.path.join(os.path.dirname(__file__), "..", "data", "chelsea.jpg")
 EGYPTIAN_CAT = 285

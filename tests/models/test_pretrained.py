@@ -6,9 +6,9 @@ import pytest
 import torch
 import torchvision
 
-from errors import UserError
-from models import build_model
-from models.bn_inception import URL as BN_URL, BNInceptionTrunk
+from embedding_transfer.errors import UserError
+from embedding_transfer.models import build_model
+from embedding_transfer.models.bn_inception import URL as BN_URL, BNInceptionTrunk
 
 BN_FILE = "bn_inception-52deb4733.pth"
 R18 = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url  # .../resnet18-f37072fd.pth

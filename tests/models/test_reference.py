@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from models import build_model, load_checkpoint_weights
+from embedding_transfer.models import build_model, load_checkpoint_weights
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "data", "reference_public.pt")
 CASES = torch.load(GOLDEN, weights_only=True)["models"]

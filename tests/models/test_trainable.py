@@ -3,7 +3,7 @@ one); the ImageNet classifier that the forward pass skips stays in the state_dic
 import pytest
 import torch
 
-from models import MODELS, build_model
+from embedding_transfer.models import MODELS, build_model
 
 CROP = {"bn_inception": 64}   # its ceil-mode pooling needs a multiple of 32
 
