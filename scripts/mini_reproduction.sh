@@ -82,8 +82,8 @@ wall_clock() {
     "$PY" - "$1" <<'PYEOF'
 import sys
 sys.path.insert(0, "code")
-from reporting.baselines import wall_clock
-from reporting.runs import find_runs
+from embedding_transfer.reporting.baselines import wall_clock
+from embedding_transfer.reporting.runs import find_runs
 print(max(1.0, round(wall_clock(find_runs([sys.argv[1]])[0]), 1)))   # --time-budget 0 would mean no budget
 PYEOF
 }

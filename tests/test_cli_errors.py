@@ -28,17 +28,41 @@ class Payload:
 
 
 def assert_clean_error(rc, err, *fragments):
+    """One error message (its first line starts with `error:`; a list of problems follows it)."""
     assert rc == 2, err
     assert "Traceback" not in err
-    (line,) = [l for l in err.splitlines() if l.startswith("error:")]
+    lines = err.splitlines()
+    (start,) = [i for i, l in enumerate(lines) if l.startswith("error:")]
+    message = "\n".join(lines[start:])
     for f in fragments:
-        assert f in line, line
+        assert f in message, message
+    return message
 
 
 def test_missing_dataset(tmp_path):
     rc, err = cli("code/train_target.py", "--DATA_DIR", str(tmp_path), "--dataset", "cub", "--wandb", "disabled",
-                  "--LOG_DIR", str(tmp_path / "logs"))
-    assert_clean_error(rc, err, os.path.join(str(tmp_path), "CUB_200_2011"), "caltech.edu")
+                  "--LOG_DIR", str(tmp_path / "logs"), "--model", "resnet_narrow", "--random-init",
+                  "--loss", "Proxy_Anchor")
+    message = assert_clean_error(rc, err, os.path.join(str(tmp_path), "CUB_200_2011"), "caltech.edu")
+    assert len(message.splitlines()) == 1   # one problem: one line
+
+
+def test_every_missing_input_is_named_at_once(tmp_path):
+    """No data, no ImageNet weights (an empty torch.hub cache, downloads refused), no source
+    checkpoint and no checkpoint to resume: all four in the one message, before anything trains."""
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home"), http_proxy="http://127.0.0.1:9",
+               https_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "code", "train_target.py"), "--DATA_DIR", str(tmp_path),
+                          "--dataset", "cub", "--wandb", "disabled", "--LOG_DIR", str(tmp_path / "logs"),
+                          "--resume", str(tmp_path / "checkpoint.pth")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    message = assert_clean_error(out.returncode, out.stderr, "4 problems", "CUB_200_2011",
+                                 "ImageNet weights for bn_inception", "--source-ckpt", "--resume")
+    assert [l.split(".")[0].strip() for l in message.splitlines()[1:]] == ["1", "2", "3", "4"]
+    assert not (tmp_path / "logs").exists()
+    evaluated = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--DATA_DIR", str(tmp_path),
+                                "--ckpt", str(tmp_path / "missing.pth")], capture_output=True, text=True, timeout=300)
+    assert_clean_error(evaluated.returncode, evaluated.stderr, "2 problems", "--ckpt", "CUB_200_2011")
 
 
 def test_batch_not_divisible_by_ipc(tiny_cub, tmp_path):

@@ -165,6 +165,13 @@ def test_unreadable_gallery_images_are_one_error_naming_them(world, tmp_path):
     with pytest.raises(UserError, match="holds no image files"):
         retrieve(["--ckpt", str(world / "m.pth"), "--gallery", str(tmp_path / "empty"), "--query",
                   str(bad / "a" / "ok.png"), "--out-csv", str(tmp_path / "x.csv")])
+    ok = str(bad / "a" / "ok.png")
+    for gallery, query, said in ((tmp_path / "nowhere", ok, r"--gallery .*nowhere does not exist: give a folder of images"),
+                                 (ok, ok, r"--gallery .*ok.png is a file, not a folder: give a folder of images"),
+                                 (world / "gallery", str(tmp_path / "empty"), r"--query .*empty holds no image files")):
+        with pytest.raises(UserError, match=said):
+            retrieve(["--ckpt", str(world / "m.pth"), "--gallery", str(gallery), "--query", query,
+                      "--out-csv", str(tmp_path / "x.csv")])
 
 
 def test_mismatched_embedding_sizes(world, tmp_path):

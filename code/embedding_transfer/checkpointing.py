@@ -49,6 +49,13 @@ def set_rng_state(state, generators):
         g.set_state(state["generators"][k])
 
 
+def check_resume_file(path):
+    """--resume PATH names a file ('' resumes nothing)."""
+    if path and not os.path.isfile(path):
+        raise UserError(f"--resume {path} does not exist: pass the checkpoint.pth of the run "
+                        "folder to continue.")
+
+
 class Checkpointer:
     """Saves and restores the training state of one run.
 
@@ -73,9 +80,7 @@ class Checkpointer:
 
     def load(self, path, args):
         """Restore the state saved in `path`; returns (next epoch, best so far)."""
-        if not os.path.isfile(path):
-            raise UserError(f"--resume {path} does not exist: pass the checkpoint.pth of the run "
-                            "folder to continue.")
+        check_resume_file(path)
         state = read_weight_file(path)
         if not isinstance(state, dict) or not {"epoch", "args", "rng", *self.modules} <= set(state):
             raise UserError(f"--resume {path} is not a training checkpoint of this code (it lacks "

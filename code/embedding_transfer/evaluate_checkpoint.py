@@ -28,7 +28,7 @@ from .dataset import build_dataset, build_transform
 from .embeddings_file import load_embeddings, save_embeddings
 from .evaluation import evaluate, recall_ks
 from .deploy.network import DEFAULT_CROP, run_args, run_args_path
-from .errors import UserError, warn
+from .errors import Problems, UserError, warn
 from .loaders import build_eval_loader
 from .models import MODELS, build_model, load_checkpoint_weights
 from .models.pretrained import read_weight_file
@@ -157,11 +157,14 @@ def main(args):
         raise UserError("--gallery-embeddings needs --query-embeddings (the queries to search in it).")
     if args.query_embeddings:
         return score_saved(args)
-    if not os.path.isfile(args.ckpt):
-        raise UserError(f"--ckpt {args.ckpt} does not exist: pass the path of a saved model "
-                        "(e.g. logs/logs_cub/.../cub_bn_inception_best.pth).")
-    saved = read_weight_file(args.ckpt)
-    saved = saved if isinstance(saved, dict) else {}
+    # The checkpoint and the data set checked together, and both problems said at once.
+    problems, saved = Problems(), {}
+    with problems.check():
+        if not os.path.isfile(args.ckpt):
+            raise UserError(f"--ckpt {args.ckpt} does not exist: pass the path of a saved model "
+                            "(e.g. logs/logs_cub/.../cub_bn_inception_best.pth).")
+        saved = read_weight_file(args.ckpt)
+        saved = saved if isinstance(saved, dict) else {}
     # Explicit flags win; then what the checkpoint recorded; then the reference's defaults.
     for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("target_norm", "l2_norm")):
         if getattr(args, flag) is None:
@@ -171,12 +174,14 @@ def main(args):
         raise UserError(f"--visualize {args.visualize} --visualize-k {args.visualize_k}: give a number of "
                         "queries >= 0 and of neighbours >= 1.")
     device = distributed.init(args.gpu_id)
+    with problems.check():
+        eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval",
+                                 build_transform(args.model, train=False, crop_size=args.crop_size))
+    problems.raise_any()
     model = build_model(args.model, args.embedding_size, pretrained=False, l2_norm=bool(args.target_norm),
                         bn_freeze=bool(args.bn_freeze))
     load_checkpoint_weights(model, args.ckpt)
     model.to(device)
-    tf = build_transform(args.model, train=False, crop_size=args.crop_size)
-    eval_set = build_dataset(args.dataset, args.DATA_DIR, "eval", tf)
     # Under torchrun each process embeds a share; the recalls are those of one process.
     loader = build_eval_loader(eval_set, args.batch_size, args.workers)
     recalls, X, T = evaluate(model, loader, device, parse_ks(args.recall_ks, recall_ks(args.dataset)),

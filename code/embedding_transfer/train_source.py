@@ -3,7 +3,7 @@
     python code/train_source.py --gpu-id 0 --model bn_inception --embedding-size 512 --l2-norm 1 \
         --batch-size 180 --lr 1e-4 --dataset cub --warm 1 --bn-freeze 1 --lr-decay-step 10 --save 1
 
-Flags and defaults are the authors' (../shared/paper/reference-flags.md); scripts/source_*.sh pass
+Flags and defaults are the authors' (their train_source.py); scripts/source_*.sh pass
 each released network's recipe. With --save 1 the best model (by R@1) is saved as
 pretrained_source/{model}/{dataset}_{model}_{dim}dim_{loss}_ckpt.pth, the name of the released
 checkpoints, so code/train_target.py --source-ckpt takes either.
@@ -14,7 +14,8 @@ import os
 import torch
 
 from . import distributed
-from .checkpointing import Checkpointer
+from .checkpointing import Checkpointer, check_resume_file
+from .errors import Problems
 from .evaluation import recall_ks, score_epoch
 from .loaders import build_loaders, image_splits, describe_splits
 from .losses.source_losses import SOURCE_LOSSES, build_source_loss
@@ -29,7 +30,7 @@ from .training import EpochLoop, train_one_epoch
 
 
 def get_args_parser():
-    # The authors' flags and defaults (../shared/paper/reference-flags.md); the scripts in
+    # The authors' flags and defaults (their train_source.py); the scripts in
     # scripts/source_*.sh pass the recipe of each released network explicitly.
     p = argparse.ArgumentParser(description="Train a source embedding network (Proxy-Anchor recipe).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
@@ -91,9 +92,15 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    splits = image_splits(args, args.model, 1)
-    model = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                        l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze))
+    problems = Problems()   # every missing input said at once, as in train_target
+    with problems.check():
+        splits = image_splits(args, args.model, 1)
+    with problems.check():
+        model = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                            l2_norm=bool(args.l2_norm), bn_freeze=bool(args.bn_freeze))
+    with problems.check():
+        check_resume_file(args.resume)
+    problems.raise_any()
     model = distributed.prepare(split_network(model, args), device, args.channels_last, args.sync_bn)
     loaders = build_loaders(args, splits, args.seed, [(args.model, model)])
     warmup = Warmup(model, args.warm)

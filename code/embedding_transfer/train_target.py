@@ -4,7 +4,8 @@
         --embedding-size 512 --dataset cub \
         --source-ckpt pretrained_source/bn_inception/cub_bn_inception_512dim_Proxy_Anchor_ckpt.pth
 
-Flags, defaults and output files follow the paper's reference code (SPEC.md section 4).
+Flags, defaults and output files follow the authors' code (LabelRelaxation-CVPR21), except that
+--IPC 3 --view 2, which every paper command passes, are the defaults here; docs/training.md lists them.
 """
 import argparse
 import os
@@ -12,8 +13,8 @@ import os
 import torch
 
 from . import distributed
-from .checkpointing import Checkpointer
-from .errors import UserError
+from .checkpointing import Checkpointer, check_resume_file
+from .errors import Problems, UserError
 from .evaluation import recall_ks, score_epoch
 from .loaders import build_loaders, image_splits, describe_splits
 from .losses import LOSSES, build_loss, needs_source
@@ -36,7 +37,8 @@ DEFAULT_SOURCE = {"resnet18": "resnet50", "resnet50": "resnet50", "resnet101": "
 def get_args_parser():
     p = argparse.ArgumentParser(description="Embedding transfer: train a target network from a source network.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
-    # The authors' flags, with their defaults (SPEC.md section 4, then ../shared/paper/reference-flags.md).
+    # The authors' flags, with the defaults of their train_target.py (LabelRelaxation-CVPR21), but for
+    # --IPC and --view: the paper's commands' values (docs/training.md).
     p.add_argument("--LOG_DIR", default="./logs", help="folder of the run folders")
     p.add_argument("--save", default=0, type=int, help="1: save the best model and its results file")
     p.add_argument("--workers", default=8, type=int, help="data-loading processes")
@@ -145,11 +147,20 @@ def main(args):
     if args.deterministic:
         make_deterministic()
     device = distributed.init(args.gpu_id)
-    splits = image_splits(args, args.model, args.view)
-    target = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
-                         l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze))
+    # Every input (data, ImageNet weights, source, checkpoint to resume) checked before training,
+    # and all that is missing said at once.
+    problems = Problems()
+    with problems.check():
+        splits = image_splits(args, args.model, args.view)
+    with problems.check():
+        target = build_model(args.model, args.embedding_size, pretrained=not args.random_init,
+                             l2_norm=bool(args.target_norm), bn_freeze=bool(args.bn_freeze))
+    with problems.check():
+        source = build_source(args, device) if needs_source(args.loss) else None
+    with problems.check():
+        check_resume_file(args.resume)
+    problems.raise_any()
     target = distributed.prepare(split_network(target, args), device, args.channels_last, args.sync_bn)
-    source = build_source(args, device) if needs_source(args.loss) else None
     loaders = build_loaders(args, splits, args.seed,
                             [(args.model, target)] + ([(args.source_model, source)] if source is not None else []))
     warmup = Warmup(target, args.warm)

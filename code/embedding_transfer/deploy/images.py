@@ -14,17 +14,21 @@ from .preprocess import SpecTransform
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def list_images(folder):
-    """Image files under `folder` (recursively, by extension), in sorted order; hidden files skipped."""
+def list_images(folder, flag="--gallery"):
+    """Image files under `folder` (recursively, by extension), in sorted order; hidden files skipped.
+    `flag` names the option that gave the folder, for the error messages."""
+    wanted = f"a folder of images (files ending in {', '.join(EXTENSIONS)}, flat or in class sub-folders)"
+    if not os.path.exists(folder):
+        raise UserError(f"{flag} {folder} does not exist: give {wanted}, e.g. data/emoji/images.")
     if not os.path.isdir(folder):
-        raise UserError(f"{folder} is not a folder of images.")
+        raise UserError(f"{flag} {folder} is a file, not a folder: give {wanted}.")
     paths = []
     for top, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         paths += [os.path.join(top, f) for f in sorted(files)
                   if f.lower().endswith(EXTENSIONS) and not f.startswith(".")]
     if not paths:
-        raise UserError(f"{folder} holds no image files ({', '.join(EXTENSIONS)}).")
+        raise UserError(f"{flag} {folder} holds no image files: give {wanted}.")
     return paths
 
 
@@ -33,11 +37,11 @@ def gather(paths):
     out = []
     for p in paths:
         if os.path.isdir(p):
-            out += list_images(p)
+            out += list_images(p, "--query")
         elif os.path.isfile(p):
             out.append(p)
         else:
-            raise UserError(f"{p} does not exist: give image files or folders of images.")
+            raise UserError(f"--query {p} does not exist: give image files or folders of images.")
     return out
 
 

@@ -1,5 +1,6 @@
 """Losses that make the target (student) network learn from the source (teacher), plus
-Proxy-Anchor. SPEC.md section 1 defines each one.
+Proxy-Anchor. Each loss is defined (formula and inputs) in its own module's and class's
+docstring; docs/losses.md tables the inputs and options of all nine.
 
 `LOSSES` maps the CLI name to the nn.Module class; `build_loss(name, **kwargs)` builds one.
 
