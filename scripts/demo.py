@@ -20,6 +20,7 @@ commands are printed so that each can be rerun alone.
 """
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -81,7 +82,8 @@ def common(args):
 
 def run(module, argv, title):
     """(test recalls at KS, seconds, epochs trained, steps trained) of one training run."""
-    print(f"\n== {title}\n$ python code/{module.__name__}.py {' '.join(argv)}", flush=True)
+    script = module.__name__.rsplit(".", 1)[-1]   # embedding_transfer.train_target -> code/train_target.py
+    print(f"\n== {title}\n$ python code/{script}.py {' '.join(argv)}", flush=True)
     t0 = time.perf_counter()
     args = module.get_args_parser().parse_args(argv)
     _, recalls = module.main(args)
@@ -96,6 +98,20 @@ def table(rows):
         lines.append(f"| {name} | {net} | {dim} | " + " | ".join(f"{100 * r:.1f}" for r in recalls)
                      + f" | {trained} | {secs:.0f} |")
     return "\n".join(lines)
+
+
+def machine():
+    """What the numbers depend on besides the seeds: the float rounding of the CPU's kernels (its
+    instruction set, the BLAS, the thread count) decides which epoch a patience stop falls on, and the
+    vendors installed decide the data."""
+    import platform
+    import torch
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor() or platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    return (f"Measured on {cpu} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__} ({blas.group(1) if blas else 'unknown'} BLAS); "
+            "another CPU, BLAS or thread count can stop a stage at another epoch.")
 
 
 def main(args):
@@ -138,7 +154,8 @@ def main(args):
             f"{eval_set.nb_classes()} unseen classes, {len(eval_set)} images; {args.crop_size}x{args.crop_size} px; "
             f"{args.model} frozen below {args.freeze_below} ({args.cache_views} cached views per training image); "
             f"each stage: cosine schedule of {args.epochs} epochs, stopped after {args.patience} epochs without a "
-            f"better R@1 on held-out training classes, test scores of its best epoch.\n\n{table(rows)}\n")
+            f"better R@1 on held-out training classes, test scores of its best epoch.\n\n{table(rows)}\n\n"
+            f"{machine()}\n")
     os.makedirs(args.LOG_DIR, exist_ok=True)
     with open(os.path.join(args.LOG_DIR, "results.md"), "w") as f:
         f.write(text)

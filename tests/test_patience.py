@@ -40,9 +40,10 @@ class Optimizer:
     param_groups = [{"lr": 0.1}]
 
 
-def run(r1s, patience, epochs=10, resume=None):
+def run(r1s, patience, epochs=10, resume=None, min_epochs=0):
     """Epochs scored with the given R@1 in turn; returns the epochs that ran and the best one."""
-    args = Namespace(time_budget=0, resume="ckpt" if resume else "", epochs=epochs, patience=patience)
+    args = Namespace(time_budget=0, resume="ckpt" if resume else "", epochs=epochs, patience=patience,
+                     min_epochs=min_epochs)
     log, ran = Log(), []
     with EpochLoop(args, Optimizer(), Checkpointer(resume), log, "R@1") as loop:
         for epoch in loop:
@@ -60,3 +61,13 @@ def test_stops_after_patience_epochs_without_a_new_best(patience, ran):
 def test_patience_counts_from_the_best_epoch_restored_by_resume():
     # Resumed at epoch 3 with the best at epoch 1: one more epoch without a new best ends it.
     assert run([0.1, 0.3, 0.2, 0.2, 0.9], 2, resume=(3, (1, {"R@1": 0.3}))) == ([3], 1)
+
+
+@pytest.mark.parametrize("min_epochs, ran", [(0, 3), (3, 3), (5, 5), (6, 9), (12, 10)])
+def test_min_epochs_keeps_patience_from_stopping_a_run_in_its_first_dip(min_epochs, ran):
+    """A transfer target's held-out R@1 first dips below its first epoch's, then climbs: with
+    --patience 2 alone the run ends in the dip; --min-epochs M lets it train M epochs first, and
+    the best epoch is still chosen among all of them."""
+    r1s = [0.30, 0.27, 0.26, 0.28, 0.29, 0.31, 0.33, 0.32, 0.32, 0.32]
+    best = 0 if ran < 6 else 6
+    assert run(r1s, 2, min_epochs=min_epochs) == (list(range(ran)), best)

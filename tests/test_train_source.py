@@ -64,3 +64,29 @@ def test_unknown_loss_lists_the_valid_ones(tiny_cub, tiny_flags, tmp_path):
     with pytest.raises(UserError, match="Proxy_Anchor, Proxy_NCA"):
         run(tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--loss", "Nope",
                           "--LOG_DIR", str(tmp_path), "--save-dir", str(tmp_path)])
+
+
+def test_save_epochs_keeps_weaker_sources_that_train_target_takes(tiny_cub, tiny_flags, tmp_path, capsys):
+    """--save-epochs: the model after N epochs, beside the best one, loadable as --source-ckpt; an
+    epoch the run never reaches is said, not silently skipped."""
+    argv = tiny_flags + ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--embedding-size", "8", "--batch-size", "12",
+                         "--IPC", "2", "--LOG_DIR", str(tmp_path), "--save-dir", str(tmp_path / "src"),
+                         "--save", "1", "--save-epochs", "2,1,9", "--epochs", "2"]
+    run(argv)
+    folder = tmp_path / "src" / "resnet_narrow"
+    kept = {n: torch.load(folder / f"cub_resnet_narrow_8dim_Proxy_Anchor_epoch{n}_ckpt.pth", weights_only=True)
+            for n in (1, 2)}
+    assert not (folder / "cub_resnet_narrow_8dim_Proxy_Anchor_epoch9_ckpt.pth").exists()
+    assert "--save-epochs 9: the run ended after 2 epochs" in capsys.readouterr().err
+    w1, w2 = (kept[n]["model_state_dict"]["model.embedding.weight"] for n in (1, 2))
+    assert w1.shape == (8, 256) and not torch.equal(w1, w2)
+    from embedding_transfer import train_target
+    args = train_target.get_args_parser().parse_args(
+        ["--dataset", "cub", "--DATA_DIR", str(tiny_cub), "--model", "resnet_narrow", "--random-init", "--crop-size", "32",
+         "--source-model", "resnet_narrow", "--source-embedding-size", "8", "--workers", "0",
+         "--source-ckpt", str(folder / "cub_resnet_narrow_8dim_Proxy_Anchor_epoch1_ckpt.pth")])
+    train_target.default_source(args)
+    source = train_target.build_source(args, torch.device("cpu"))
+    assert torch.equal(source.model.embedding.weight, w1)
+    with pytest.raises(SystemExit):
+        train_source.get_args_parser().parse_args(["--save-epochs", "0,3"])

@@ -27,8 +27,8 @@ from . import distributed
 from .dataset import build_dataset, build_transform
 from .embeddings_file import load_embeddings, save_embeddings
 from .evaluation import evaluate, recall_ks
-from .deploy.network import DEFAULT_CROP, run_args, run_args_path
-from .errors import Problems, UserError, warn
+from .deploy.network import FALLBACK, RUN_FALLBACK, run_setting
+from .errors import Problems, UserError
 from .loaders import build_eval_loader
 from .models import MODELS, build_model, load_checkpoint_weights
 from .models.pretrained import read_weight_file
@@ -37,22 +37,11 @@ from .reporting.retrieval_grid import draw_grid, nearest_neighbours, pick_querie
 from .runtime import run_cli
 
 
-# The authors' defaults, for checkpoints that do not record their network, and runs without args.json.
-FALLBACK = {"model": "bn_inception", "embedding_size": 512, "target_norm": 0}
-RUN_FALLBACK = {"dataset": "cub", "crop_size": DEFAULT_CROP}
-
-
 def settings_from_run(args):
-    """--dataset and --crop-size: the flag, else the run's args.json, else the authors' default; a flag
-    that differs from the run it evaluates is said in one line (scoring on another data set or size
-    can be meant)."""
-    run = run_args(args.ckpt)
-    for key, fallback in RUN_FALLBACK.items():
-        flag, trained = getattr(args, key), run.get(key)
-        if flag is None:
-            setattr(args, key, trained if trained is not None else fallback)
-        elif trained is not None and flag != trained:
-            warn(f"--{key.replace('_', '-')} {flag}, but the run trained with {trained} ({run_args_path(args.ckpt)}).")
+    """--dataset and --crop-size: the flag, else the run's args.json, else the authors' default
+    (deploy.network.run_setting, which export and retrieve use too)."""
+    for key in RUN_FALLBACK:
+        setattr(args, key, run_setting(args.ckpt, key, getattr(args, key))[0])
 
 
 def get_args_parser():
@@ -168,7 +157,8 @@ def main(args):
     # Explicit flags win; then what the checkpoint recorded; then the reference's defaults.
     for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("target_norm", "l2_norm")):
         if getattr(args, flag) is None:
-            setattr(args, flag, saved.get(key, FALLBACK[flag]))
+            setattr(args, flag, saved.get(key, FALLBACK[key]))
+    args.target_norm = int(args.target_norm)
     settings_from_run(args)
     if args.visualize < 0 or args.visualize_k < 1:
         raise UserError(f"--visualize {args.visualize} --visualize-k {args.visualize_k}: give a number of "

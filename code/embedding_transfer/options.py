@@ -18,6 +18,9 @@ def add_run_arguments(p):
     p.add_argument("--patience", default=0, type=int, metavar="N",
                    help="stop once N epochs in a row have not improved the selection recall (R@1 of the "
                         "--val-classes split, else of the test split); 0: train all --epochs")
+    p.add_argument("--min-epochs", default=0, type=int, metavar="M",
+                   help="--patience stops a run only once it has trained M epochs, so that an early dip "
+                        "(transfer targets first lose held-out R@1) cannot end it; 0: from the first epoch")
     p.add_argument("--wandb", default="auto", choices=WANDB_MODES,
                    help="auto: online with credentials, otherwise offline")
     p.add_argument("--amp", default="none", choices=tuple(AMP_DTYPES),

@@ -15,17 +15,18 @@ import torch
 
 from . import distributed
 from .checkpointing import Checkpointer, check_resume_file
-from .errors import Problems
+from .errors import Problems, warn
 from .evaluation import recall_ks, score_epoch
 from .loaders import build_loaders, image_splits, describe_splits
 from .losses.source_losses import SOURCE_LOSSES, build_source_loss
-from .models import MODELS, build_model
+from .models import MODELS, build_model, weights_record
 from .objectives import SourceObjective
 from .optim import AMP_DTYPES, OPTIMIZERS, Warmup, build_optimizer, grad_scaler, param_groups
 from .options import add_run_arguments, check_names, check_split_flags, split_network
 from .records import selection_key
 from .runlog import RunLog
 from .runtime import make_deterministic, run_cli, seed_everything
+from .storage import save_torch
 from .training import EpochLoop, train_one_epoch
 
 
@@ -67,6 +68,9 @@ def get_args_parser():
     p.add_argument("--remark", default="", help="suffix of the run folder name")
     # Additions.
     p.add_argument("--save-dir", default=None, help="where --save puts the best model (default: --LOG_DIR)")
+    p.add_argument("--save-epochs", default=(), type=epoch_list, metavar="N[,N...]",
+                   help="also keep the model after N epochs of training, beside the best one as "
+                        "..._epochN_ckpt.pth (a weaker source than the best, for --source-ckpt)")
     add_run_arguments(p)
     p.set_defaults(seed=1)   # the authors seed train_source with 1 (train_target with 0)
     return p
@@ -79,9 +83,22 @@ def run_dir(args):
     return os.path.join(args.LOG_DIR, f"logs_{args.dataset}", name)
 
 
-def checkpoint_path(args):
+def epoch_list(text):
+    """'20,40' -> (20, 40): epoch counts, each >= 1."""
+    try:
+        epochs = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give epoch counts separated by commas, e.g. 20,40") from None
+    if any(e < 1 for e in epochs):
+        raise argparse.ArgumentTypeError(f"{text!r}: an epoch count is at least 1")
+    return epochs
+
+
+def checkpoint_path(args, epochs=None):
+    """The best model's file (the released checkpoints' name), or the one kept after `epochs` epochs."""
+    at = f"_epoch{epochs}" if epochs is not None else ""
     return os.path.join(args.save_dir or args.LOG_DIR, args.model,
-                        f"{args.dataset}_{args.model}_{args.embedding_size}dim_{args.loss}_ckpt.pth")
+                        f"{args.dataset}_{args.model}_{args.embedding_size}dim_{args.loss}{at}_ckpt.pth")
 
 
 def main(args):
@@ -124,6 +141,7 @@ def main(args):
           + (f", best model -> {ckpt}" if args.save else " (--save 0: best model not kept)"), flush=True)
 
     with EpochLoop(args, optimizer, checkpointer, log, selection_key(loaders.val is not None)) as loop:
+        trained = loop.start
         for epoch in loop:
             warmup.set(epoch)
             model.train()
@@ -133,6 +151,13 @@ def main(args):
             scores = score_epoch(model, loaders, loop.best, device, recall_ks(args.dataset), args.channels_last)
             if loop.record(epoch, loss, scores, stopped, steps) and args.save:
                 log.save_best(model, ckpt, epoch, scores, results_path=ckpt.replace("_ckpt.pth", "_results.txt"))
+            trained = epoch + 1 - stopped   # a budget-cut epoch is not a whole one
+            if trained in args.save_epochs and distributed.is_main():
+                save_torch(weights_record(model), checkpoint_path(args, trained))
+    missed = [e for e in args.save_epochs if e > trained]
+    if missed and distributed.is_main():
+        warn(f"--save-epochs {','.join(map(str, missed))}: the run ended after {trained} epochs; "
+             "no model kept for those.")
     return loop.best
 
 

@@ -112,15 +112,16 @@ class EpochLoop:
     def record(self, epoch, loss, scores, stopped, steps=None):
         """Log the epoch; True when it is the best so far. stopped: the time budget ended it;
         steps: the optimisation steps it took. With --patience N the loop ends after N epochs in a
-        row without a new best."""
+        row without a new best, once --min-epochs have been trained."""
         self.stop = stopped
         self.log.epoch({"epoch": epoch, "loss": loss, "lr": self.lr, **scores, "time": time.perf_counter() - self.t0,
                         **({} if steps is None else {"steps": steps})})
         if improves(scores, self.best, self.key):
             self.best = (epoch, scores)
             return True
-        patience = self.args.patience
-        if patience > 0 and self.best is not None and epoch - self.best[0] >= patience:
+        patience, trained = self.args.patience, epoch + 1
+        if (patience > 0 and self.best is not None and epoch - self.best[0] >= patience
+                and trained >= getattr(self.args, "min_epochs", 0)):   # runs from before --min-epochs lack it
             print(f"--patience {patience}: no better {self.key} since epoch {self.best[0]}; stopping.", flush=True)
             self.stop = True
         return False

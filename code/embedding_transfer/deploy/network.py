@@ -9,11 +9,11 @@ import os
 import torch
 import torch.nn as nn
 
-from ..errors import UserError
+from ..errors import UserError, warn
 from ..models import build_model, load_checkpoint_weights
 from ..models.pretrained import read_weight_file
 
-# evaluate.py's FALLBACK: the authors' defaults, for files that do not record their network.
+# The authors' defaults, for files that do not record their network (evaluate.py and export take them).
 FALLBACK = {"arch": "bn_inception", "embedding_size": 512, "l2_norm": False}
 DEFAULT_CROP = 224
 
@@ -88,20 +88,31 @@ def run_args(ckpt):
     return args if isinstance(args, dict) else {}
 
 
-def run_crop_size(ckpt):
-    """The --crop-size of the run that wrote `ckpt` (its args.json beside it), or None."""
-    crop = run_args(ckpt).get("crop_size")
-    return int(crop) if isinstance(crop, int) and crop > 0 else None
+# The authors' defaults of the run settings a checkpoint file does not hold.
+RUN_FALLBACK = {"dataset": "cub", "crop_size": DEFAULT_CROP}
+
+
+def run_setting(ckpt, key, flag):
+    """(value, where it came from) of a run setting (`dataset`, `crop_size`) for a checkpoint: the
+    flag (None: not given), else the run's args.json beside the file, else the authors' default.
+    A flag that differs from the run is said in one warning line: scoring a network on another data
+    set or at another size can be meant."""
+    name = "--" + key.replace("_", "-")
+    trained = run_args(ckpt).get(key)
+    if key == "crop_size" and not (isinstance(trained, int) and trained > 0):
+        trained = None
+    if flag is not None:
+        if trained is not None and flag != trained:
+            warn(f"{name} {flag}, but the run trained with {trained} ({run_args_path(ckpt)}).")
+        return flag, name
+    if trained is not None:
+        return trained, run_args_path(ckpt)
+    return RUN_FALLBACK[key], f"the default (the checkpoint does not record it: pass {name} if it trained at another)"
 
 
 def crop_size_of(ckpt, flag):
-    """(crop size, where it came from): the flag, else the run's args.json, else 224."""
-    if flag:
-        return int(flag), "--crop-size"
-    crop = run_crop_size(ckpt)
-    if crop:
-        return crop, run_args_path(ckpt)
-    return DEFAULT_CROP, "the default (the checkpoint does not record it: pass --crop-size if it trained at another)"
+    """(crop size, where it came from), as run_setting (a flag of 0 is none)."""
+    return run_setting(ckpt, "crop_size", int(flag) if flag else None)
 
 
 def check_crop(arch, crop):
