@@ -108,7 +108,7 @@ class StepLimit:
         return len(self.recorder.steps) >= self.steps
 
 
-def no_scores(model, loaders, best, device, ks, channels_last=False):
+def no_scores(model, loaders, best, device, ks, channels_last=False, normalised=False):
     return {f"R@{k}": 0.0 for k in ks}
 
 

@@ -53,7 +53,7 @@ def test_test_split_is_scored_only_when_validation_improves(monkeypatch):
     val_r1 = iter([0.3, 0.2, 0.5])
     test_calls = []
 
-    def fake_evaluate(model, loader, device, ks, channels_last=False):
+    def fake_evaluate(model, loader, device, ks, channels_last=False, normalised=False):
         if loader == "val":
             return {"R@1": next(val_r1), "MAP@R": 0.1, "RP": 0.1}
         test_calls.append(1)

@@ -46,9 +46,19 @@ def test_proxy_anchor_alone_needs_no_source(tiny_cub, tiny_flags, tmp_path, caps
 
 def test_source_is_frozen_and_target_learns(tiny_cub, tiny_flags, source_ckpt, tmp_path):
     before = torch.load(source_ckpt, weights_only=True)["model_state_dict"]
-    run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "Relaxed_Contra", "--save", "1"))
+    best = run(flags(tiny_flags, tiny_cub, tmp_path, source_ckpt, "--loss", "Relaxed_Contra", "--save", "1",
+                     "--score-normalised"))
     after = torch.load(source_ckpt, weights_only=True)["model_state_dict"]
     assert all(torch.equal(before[k], after[k]) for k in before)
+    # --score-normalised: the same model's test split scored again on unit-length embeddings.
+    from embedding_transfer import evaluate_checkpoint
+    (ckpt,) = tmp_path.glob("logs_cub/*/cub_resnet_narrow_best.pth")
+    args = evaluate_checkpoint.get_args_parser().parse_args(
+        ["--ckpt", str(ckpt), "--DATA_DIR", str(tiny_cub), "--workers", "0", "--target-norm", "1"])
+    normalised = evaluate_checkpoint.main(args)
+    assert {k for k in best[1] if k.startswith("norm/")} == {"norm/R@1", "norm/R@2", "norm/R@4", "norm/R@8",
+                                                             "norm/MAP@R", "norm/RP"}
+    assert all(abs(best[1]["norm/" + k] - normalised[k]) < 1e-6 for k in ("R@1", "R@2", "R@4", "R@8"))
 
 
 def test_missing_source_checkpoint_is_an_error(tiny_cub, tiny_flags, tmp_path):

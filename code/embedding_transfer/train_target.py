@@ -62,6 +62,9 @@ def get_args_parser():
     p.add_argument("--target-norm", default=0, type=int, help="1: L2-normalise the target embedding "
                    "(advisable with --loss Proxy_Anchor, which learns cosines, as train_source.py does)")
     p.add_argument("--source-norm", default=1, type=int, help="1: L2-normalise the source embedding")
+    p.add_argument("--score-normalised", action="store_true",
+                   help="also score the test split on L2-normalised target embeddings (norm/R@k in metrics.jsonl): "
+                        "a diagnostic, since the relaxed losses leave the norm free and the paper scores raw distances")
     p.add_argument("--source-ckpt", default="", help="the trained source network ({'model_state_dict': ...})")
     p.add_argument("--view", default=2, type=int, help="augmented views of each image per batch")
     p.add_argument("--delta", default=1.0, type=float, help="margin of the relaxed losses")
@@ -184,7 +187,8 @@ def main(args):
             target.train()
             loss, stopped, steps = train_one_epoch(objective, loaders.train, optimizer, epoch, loop.deadline, scaler)
             scheduler.step()
-            scores = score_epoch(target, loaders, loop.best, device, recall_ks(args.dataset), args.channels_last)
+            scores = score_epoch(target, loaders, loop.best, device, recall_ks(args.dataset), args.channels_last,
+                                 normalised=args.score_normalised)
             if loop.record(epoch, loss, scores, stopped, steps) and args.save:
                 log.save_best(target, os.path.join(log.dir, f"{args.dataset}_{args.model}_best.pth"), epoch, scores)
     return loop.best
