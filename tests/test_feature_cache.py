@@ -204,3 +204,17 @@ def test_flag_errors(flags, message, tiny_cub, tmp_path):
             "--LOG_DIR", str(tmp_path), "--crop-size", "32", *flags]
     with pytest.raises(UserError, match=message):
         train_source.main(train_source.get_args_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("crop, views, side", [(96, 2, 3), (32, 32, 1)])
+def test_larger_images_and_more_views_make_their_own_cache(small_textured_cub, tmp_path, crop, views, side):
+    """The levels of the regime ladder: 96 px images (a 3x3 map above stage6, stride 32) and 32 fixed
+    views a training image; each is a cache of its own, and every view is its own augmentation."""
+    args = cache_args(tmp_path, small_textured_cub, crop_size=crop, cache_views=views, workers=0)
+    store = build(args, split_net()).stores[0]
+    n = len(build_dataset("cub", str(small_textured_cub), "train"))
+    assert store["train"].shape == (n, views, 192, side, side) and store["eval"].shape == (n, 192, side, side)
+    first = store["train"][0].flatten(1)                                    # (views, 192 * side * side)
+    assert len({tuple(v.tolist()) for v in first}) == views
+    (name,) = os.listdir(tmp_path / "cache")   # named by its settings, so that other settings get another file
+    assert f"_{crop}px_{views}views_" in name
