@@ -39,7 +39,7 @@ noto-font:
 test: venv
 	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 
-# The unit tests alone (73 s on 2 cores): everything but the end-to-end training runs.
+# The unit tests alone (65 s on 2 cores): everything but the end-to-end training runs.
 test-fast: venv
 	$(PYTHON) -m pytest -q -n 2 --dist loadfile -m "not e2e"
 
