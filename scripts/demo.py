@@ -12,8 +12,9 @@ every image are computed once; every network trains the part above until it stop
 
 Each stage has a cosine schedule of --epochs (at least the paper's ~5,900 steps) and stops after
 --patience epochs without a better R@1 on the 20% of training classes held out (--val-classes
-0.2), so the numbers do not depend on the machine's speed; --time-budget, in seconds per stage,
-stops each stage earlier on a slow machine instead.
+0.2), so the numbers do not depend on the machine's speed (though the float rounding of its CPU,
+BLAS and thread count can move a patience stop by some epochs: docs/demo.md); --time-budget, in
+seconds per stage, stops each stage earlier on a slow machine instead.
 
 Every training step is an ordinary call of code/train_source.py or code/train_target.py; the
 commands are printed so that each can be rerun alone.
