@@ -172,6 +172,20 @@ def test_the_command_line_says_a_bad_spec_in_one_line(tmp_path):
                                                "CRD, Proxy_Anchor"]
 
 
+def test_every_committed_spec_loads_and_plans():
+    """The specs under scripts/specs/ (the paper's tables, the regime ladder) pass every check of the
+    format, and their sources come before the targets that read them."""
+    paths = sorted(glob.glob(os.path.join(specs.ROOT, "scripts", "specs", "**", "*.toml"), recursive=True))
+    paths = [p for p in paths if os.path.basename(p) != "costs.toml"]
+    assert any(p.endswith(os.path.join("ladder", "default.toml")) for p in paths)
+    for path in paths:
+        spec = specs.load(path)
+        names = [r.name for r in spec.runs]
+        for run in spec.runs:
+            if run.needs:
+                assert run.needs in names, (path, run.name)
+
+
 def test_a_run_without_a_cost_figure_is_counted_not_guessed(tmp_path):
     spec = specs.load(tiny_spec(str(tmp_path), "/data", FLAGS))
     lines = costs.summary(spec.runs, costs.load(os.path.join(ROOT, "scripts", "specs", "costs.toml")), "costs.toml")
