@@ -47,7 +47,7 @@ test-fast: venv
 # (../shared), not in clones; there the same values are checked by `make test` (tests/data/reference_public.pt).
 REFERENCE := ../shared/reference/check_reference.py
 check-reference: venv
-	@if [ -f $(REFERENCE) ]; then $(PYTHON) $(REFERENCE) --code tests/reference_api; else \
+	@if [ -f $(REFERENCE) ]; then $(PYTHON) $(REFERENCE); else \
 	  echo "check-reference: skipped, $(REFERENCE) is not beside this checkout (it is not part of a clone);"; \
 	  echo "  the same authors' values are checked by 'make test' in tests/*/test_reference_*.py."; fi
 

@@ -1,0 +1,3 @@
+"""`models.build_model` as a top-level name, for the authors'-values check (../shared/reference/check_reference.py,
+which imports it from code/); the library itself is the package embedding_transfer."""
+from embedding_transfer.models import build_model  # noqa: F401
