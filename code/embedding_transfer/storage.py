@@ -3,9 +3,6 @@ import json
 import os
 import secrets
 
-import numpy as np
-import torch
-
 
 def _atomic(path, write):
     folder = os.path.dirname(os.path.abspath(path))
@@ -33,6 +30,7 @@ def save_file(path, write):
 
 
 def save_torch(obj, path):
+    import torch   # here, so that the standard-library writers below serve processes without torch
     _atomic(path, lambda f: torch.save(obj, f))
 
 
@@ -46,6 +44,7 @@ def save_json(obj, path):
 
 def save_npz(path, **arrays):
     """numpy arrays in one .npz (np.savez appends .npz to names without it: give the name with it)."""
+    import numpy as np
     if not path.endswith(".npz"):
         path += ".npz"
     _atomic(path, lambda f: np.savez(f, **arrays))

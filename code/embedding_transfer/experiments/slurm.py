@@ -13,6 +13,7 @@ import time
 import submitit
 
 from ..errors import UserError
+from ..storage import save_json
 from . import jobs, state
 from .spec import ROOT
 
@@ -133,8 +134,8 @@ class Slurm:
                                 "(--cluster local runs the jobs on this machine)") from None
             for run, job in zip(runs, submitted_now):
                 submitted[run.name] = job
-                with open(os.path.join(self.spec.run_dir(run), "job.json"), "w") as f:
-                    json.dump({"job_id": job.job_id, "cluster": self.cluster}, f)
+                save_json({"job_id": job.job_id, "cluster": self.cluster},
+                          os.path.join(self.spec.run_dir(run), "job.json"))
         return submitted
 
 

@@ -15,6 +15,8 @@ import shutil
 import socket
 import time
 
+from ..storage import save_json
+
 MARKER, LOG = "runner.json", "log.txt"
 FINISHED, RUNNING, QUEUED, FAILED, INTERRUPTED, WAITING = \
     "finished", "running", "queued", "failed", "interrupted", "waiting"
@@ -30,12 +32,8 @@ def read(folder):
 
 def write(folder, status, **fields):
     """Replace runner.json atomically (a reader never sees half a file)."""
-    os.makedirs(folder, exist_ok=True)
     record = {"status": status, "time": time.time(), **fields}
-    tmp = os.path.join(folder, f".{MARKER}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, os.path.join(folder, MARKER))
+    save_json(record, os.path.join(folder, MARKER))
     return record
 
 
