@@ -27,7 +27,7 @@ from . import distributed
 from .dataset import build_dataset, build_transform
 from .embeddings_file import load_embeddings, save_embeddings
 from .evaluation import evaluate, recall_ks
-from .deploy.network import FALLBACK, RUN_FALLBACK, run_setting
+from .deploy.network import RUN_FALLBACK, network_of, run_setting
 from .errors import Problems, UserError
 from .loaders import build_eval_loader
 from .models import MODELS, build_model, load_checkpoint_weights
@@ -155,10 +155,8 @@ def main(args):
         saved = read_weight_file(args.ckpt)
         saved = saved if isinstance(saved, dict) else {}
     # Explicit flags win; then what the checkpoint recorded; then the reference's defaults.
-    for flag, key in (("model", "arch"), ("embedding_size", "embedding_size"), ("target_norm", "l2_norm")):
-        if getattr(args, flag) is None:
-            setattr(args, flag, saved.get(key, FALLBACK[key]))
-    args.target_norm = int(args.target_norm)
+    net = network_of(saved, args.model, args.embedding_size, args.target_norm)
+    args.model, args.embedding_size, args.target_norm = net["arch"], net["embedding_size"], int(net["l2_norm"])
     settings_from_run(args)
     if args.visualize < 0 or args.visualize_k < 1:
         raise UserError(f"--visualize {args.visualize} --visualize-k {args.visualize_k}: give a number of "

@@ -55,6 +55,15 @@ def describe(info):
     return f"{info['arch']}-{info['embedding_size']}{' (L2-normalised)' if info['l2_norm'] else ''}"
 
 
+def network_of(saved, arch=None, embedding_size=None, l2_norm=None):
+    """{'arch', 'embedding_size', 'l2_norm'} of a read checkpoint: each given value, else what the
+    checkpoint recorded, else the authors' default."""
+    given = {"arch": arch, "embedding_size": embedding_size, "l2_norm": l2_norm}
+    info = {k: v if v is not None else saved.get(k, FALLBACK[k]) for k, v in given.items()}
+    info["l2_norm"] = bool(info["l2_norm"])
+    return info
+
+
 def load_network(ckpt, arch=None, embedding_size=None, l2_norm=None):
     """(network in eval mode, {'arch', 'embedding_size', 'l2_norm'}) of checkpoint `ckpt`; a file that
     does not fit the network is a UserError saying which flags would fit."""
@@ -63,9 +72,7 @@ def load_network(ckpt, arch=None, embedding_size=None, l2_norm=None):
                         "(e.g. logs/logs_cub/<run>/cub_bn_inception_best.pth) or a released source.")
     saved = read_weight_file(ckpt)
     saved = saved if isinstance(saved, dict) else {}
-    given = {"arch": arch, "embedding_size": embedding_size, "l2_norm": l2_norm}
-    info = {k: v if v is not None else saved.get(k, FALLBACK[k]) for k, v in given.items()}
-    info["l2_norm"] = bool(info["l2_norm"])
+    info = network_of(saved, arch, embedding_size, l2_norm)
     net = build_model(info["arch"], info["embedding_size"], pretrained=False, l2_norm=info["l2_norm"])
     load_checkpoint_weights(net, ckpt, flags=("--model", "--embedding-size"))
     info["recorded"] = all(k in saved for k in FALLBACK)
