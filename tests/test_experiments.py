@@ -162,6 +162,50 @@ def test_a_bad_spec_is_one_line_naming_the_problem(replace, message, tmp_path):
     assert str(e.value).startswith(path + ": ")
 
 
+def level(folder, text, name="level.toml"):
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_a_spec_with_a_base_changes_only_what_it_names(tmp_path):
+    """A ladder level: the base's grid and commands, its own out and methods, [target] flags after
+    every target's command and a source's flags after the source's."""
+    base = specs.load(tiny_spec(str(tmp_path), "/data", FLAGS))
+    child = specs.load(level(str(tmp_path), f"""
+base = "spec.toml"
+out = "{tmp_path}/level"
+methods = ["Relaxed_Contra"]
+[target]
+flags = "--sigma 2"
+[source.narrow]
+flags = "--lr 1e-3"
+"""))
+    old, new = base.by_name(), child.by_name()
+    assert sorted(new) == [RC, SOURCE]
+    for name in new:
+        swap = [a.replace(f"{tmp_path}/out", f"{tmp_path}/level") for a in old[name].argv]
+        added = ["--sigma", "2"] if name == RC else ["--lr", "1e-3"]
+        at = swap.index("--LOG_DIR")
+        assert new[name].argv == swap[:at] + added + swap[at:]
+    assert new[RC].args.sigma == 2 and new[SOURCE].args.lr == 1e-3
+    assert new[RC].ckpt.startswith(f"{tmp_path}/level/sources/")
+
+
+@pytest.mark.parametrize("text,message", [
+    ('base = "missing.toml"', "level.toml: base {tmp}/missing.toml: no such spec file"),
+    ('base = "level.toml"', "level.toml: base {tmp}/level.toml leads back to itself"),
+    ('base = "spec.toml"\n[target]\nflags = "--LOG_DIR x"', "[target] flags: remove --LOG_DIR"),
+    ('base = "spec.toml"\n[target]\nflag = "--sigma 2"', "[target]: unknown key 'flag'; valid: command, flags"),
+])
+def test_a_bad_base_or_flags_is_one_line(text, message, tmp_path):
+    tiny_spec(str(tmp_path), "/data", FLAGS)
+    with pytest.raises(UserError) as e:
+        specs.load(level(str(tmp_path), text))
+    assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.e2e
 def test_the_command_line_says_a_bad_spec_in_one_line(tmp_path):
     path = tiny_spec(str(tmp_path), "/data", FLAGS, methods=("Relaxed_Contra", "Fitnet"))

@@ -13,7 +13,7 @@ from ..errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TOP_KEYS = ("out", "seeds", "datasets", "settings", "methods", "costs", "target", "dataset", "setting", "method",
-            "source")
+            "source", "base")
 BUILT_IN = ("method", "dataset", "setting", "seed", "source_ckpt")
 # The runner owns these: each run's folder, its seed, resuming, and where a trained source lands.
 RUNNER_FLAGS = ("--LOG_DIR", "--seed", "--resume", "--save-dir")
@@ -67,14 +67,36 @@ def absolute(path):
 
 
 def load(path, out=None):
+    return _Builder(path, read(path), out).build()
+
+
+def read(path, chain=()):
+    """The TOML of a spec, merged over its `base` spec's (recursively): tables merge key by key,
+    any other value replaces the base's."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such spec file (the specs are in scripts/specs/)") from None
+        where = f"{chain[-1]}: base " if chain else ""
+        raise UserError(f"{where}{path}: no such spec file (the specs are in scripts/specs/)") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
-    return _Builder(path, data, out).build()
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise UserError(f"{path}: base must be the path of another spec (relative to this one), not {base!r}")
+    base = os.path.normpath(os.path.join(os.path.dirname(path), base))
+    if os.path.abspath(base) in map(os.path.abspath, (*chain, path)):
+        raise UserError(f"{path}: base {base} leads back to itself ({' -> '.join((*chain, path, base))})")
+    return merged(read(base, (*chain, path)), data)
+
+
+def merged(base, over):
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 class _Builder:
@@ -138,10 +160,11 @@ class _Builder:
                 self.fail(f"setting {s!r} has no [setting.{s}] table (defined: "
                           f"{', '.join(self.kinds['setting']) or 'none'})")
         target = self.get(self.data, "target", dict, "top level")
-        extra = sorted(set(target) - {"command"})
+        extra = sorted(set(target) - {"command", "flags"})
         if extra:
-            self.fail(f"[target]: unknown key {extra[0]!r}; valid: command")
+            self.fail(f"[target]: unknown key {extra[0]!r}; valid: command, flags")
         self.template = self.get(target, "command", str, "[target]")
+        self.target_flags = self.flags(target, "[target]")
         self.fields = self.check_fields()
         self.sources = self.tables("source", None, "source")
         self.source_runs = {}
@@ -180,12 +203,19 @@ class _Builder:
         return str(table[field])
 
     def extra_flags(self, kind, name):
-        return shlex.split(self.get(self.kinds[kind].get(name, {}), "flags", str, f"[{kind}.{name}]", ""))
+        return self.flags(self.kinds[kind].get(name, {}), f"[{kind}.{name}]")
+
+    def flags(self, table, where):
+        """A table's `flags`, added after its commands."""
+        return self.not_owned(shlex.split(self.get(table, "flags", str, where, "")), f"{where} flags")
 
     def split(self, text, script, where):
         argv = shlex.split(text)
         if argv[:2] != ["python", f"code/{script}.py"]:
             self.fail(f"{where}: a command starts with 'python code/{script}.py', not {shlex.join(argv[:2])!r}")
+        return self.not_owned(argv, where)
+
+    def not_owned(self, argv, where):
         owned = [a for a in argv if a.split("=", 1)[0] in RUNNER_FLAGS]
         if owned:
             self.fail(f"{where}: remove {owned[0]}: the runner sets {', '.join(RUNNER_FLAGS)} for each run")
@@ -211,7 +241,7 @@ class _Builder:
                        for f, kind in self.fields.items()})
         argv = self.split(self.template.format_map({k: shlex.quote(str(v)) for k, v in values.items()}),
                           "train_target", "[target] command")
-        argv += (self.extra_flags("setting", setting) + self.extra_flags("dataset", dataset)
+        argv += (self.target_flags + self.extra_flags("setting", setting) + self.extra_flags("dataset", dataset)
                  + self.extra_flags("method", method))
         argv += ["--LOG_DIR", os.path.join(self.out, name), "--seed", str(seed)]
         args = self.parse(train_target, argv, f"run {name}")
@@ -242,9 +272,9 @@ class _Builder:
         if not NAME.match(str(name)):
             self.fail(f"[source.{name}]: {name!r} is not a name (letters, digits, '_' and '.')")
         table, where = self.sources[name], f"[source.{name}]"
-        unknown = sorted(set(table) - {"ckpt", "train"} - set(DATASETS))
+        unknown = sorted(set(table) - {"ckpt", "train", "flags"} - set(DATASETS))
         if unknown:
-            self.fail(f"{where}: unknown key {unknown[0]!r}; valid: ckpt, train, and a data set's name "
+            self.fail(f"{where}: unknown key {unknown[0]!r}; valid: ckpt, train, flags, and a data set's name "
                       f"({', '.join(DATASETS)}) for the command that trains it")
         template = self.get(table, "ckpt", str, where)
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
@@ -262,6 +292,7 @@ class _Builder:
             self.fail(f"{where} has no command for {dataset}: add {dataset} = \"python code/train_source.py ...\", "
                       "or set train = false to use a downloaded file at its ckpt")
         argv = self.split(self.get(table, dataset, str, where), "train_source", f"{where} {dataset}")
+        argv += self.flags(table, where)
         argv += ["--LOG_DIR", os.path.join(self.out, run_name), "--save-dir", os.path.dirname(os.path.dirname(ckpt))]
         argv += ["--seed", str(seed)] if per_seed else []
         args = self.parse(train_source, argv, f"{where} {dataset}")
