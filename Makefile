@@ -20,10 +20,19 @@ demo: venv noto-font
 	$(PYTHON) scripts/demo.py
 
 # The paper's three settings with ImageNet-pretrained EfficientNet-Lite networks trained to a
-# plateau above a frozen, cached bottom, five seeds (docs/mini_reproduction.md; FULL=1 adds the
-# other five methods; REGIME=short the earlier whole-network miniature).
+# plateau above a frozen, cached bottom, five seeds (docs/mini_reproduction.md): the spec
+# scripts/specs/$(MINI).toml through the experiment runner (finished runs are skipped, interrupted
+# ones resume), then the tables in misc/. MINI=mini_reproduction_full: all eight methods (in the
+# default's folder, reusing its runs); MINI=mini_reproduction_short: the earlier whole-network
+# miniature (LANES=1).
+MINI ?= mini_reproduction
+LANES ?= 5
+TABLES = $(patsubst %_full,%,$(MINI))
 mini-reproduction: venv noto-font
-	PYTHON=$(PYTHON) bash scripts/mini_reproduction.sh
+	$(PYTHON) scripts/experiments.py run scripts/specs/$(MINI).toml --lanes $(LANES)
+	$(PYTHON) scripts/results_table.py logs/$(TABLES) --matched-baselines --flag-rising \
+	  --title "Mini reproduction on emoji" --markdown misc/$(TABLES).md --csv misc/$(TABLES).csv \
+	  --figure misc/$(TABLES).png --claims misc/$(TABLES)_claims.md --curves misc/$(TABLES)_curves.png
 
 # Google's emoji font: the demo data's Noto drawings when npm's @iconify-json/noto cannot be had
 # (scripts/prepare_emoji.py installs the npm sets). Installed only where that is harmless (root

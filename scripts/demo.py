@@ -10,34 +10,37 @@ every image are computed once; every network trains the part above until it stop
 5. print one Recall@K table with a raw-pixel baseline and the seconds of each stage, and write it
    to LOG_DIR/results.md.
 
+Steps 1-4 are the spec scripts/specs/demo.toml, run by the experiment runner (docs/experiments.md)
+with this script's flags written over its values: each run has its own folder under LOG_DIR, a
+second call skips finished runs and resumes an interrupted one, and each command is printed so
+that it can be rerun alone.
+
 Each stage has a cosine schedule of --epochs (at least the paper's ~5,900 steps) and stops after
 --patience epochs without a better R@1 on the 20% of training classes held out (--val-classes
 0.2), so the numbers do not depend on the machine's speed (though the float rounding of its CPU,
 BLAS and thread count can move a patience stop by some epochs: docs/demo.md); --time-budget, in
 seconds per stage, stops each stage earlier on a slow machine instead.
-
-Every training step is an ordinary call of code/train_source.py or code/train_target.py; the
-commands are printed so that each can be rerun alone.
 """
 import argparse
 import os
 import re
+import shlex
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "code"))
 
-import build_feature_cache  # noqa: E402  (scripts/ is on sys.path)
-from embedding_transfer import train_source  # noqa: E402
-from embedding_transfer import train_target  # noqa: E402
 from embedding_transfer.dataset import build_dataset  # noqa: E402
-from emoji_prep.baseline import imagenet_features, raw_pixel_embeddings  # noqa: E402  (scripts/ is on sys.path)
-from emoji_prep.prepare import prepare_emoji  # noqa: E402
 from embedding_transfer.errors import UserError  # noqa: E402
+from embedding_transfer.experiments import commands, spec as specs, state  # noqa: E402
+from embedding_transfer.experiments.local import Local  # noqa: E402
 from embedding_transfer.metrics import recall_at_k  # noqa: E402
 from embedding_transfer.reporting.runs import find_runs  # noqa: E402
+from emoji_prep.baseline import imagenet_features, raw_pixel_embeddings  # noqa: E402  (scripts/ is on sys.path)
+from emoji_prep.prepare import prepare_emoji  # noqa: E402
 
+SPEC = os.path.join(ROOT, "scripts", "specs", "demo.toml")
 KS = [1, 2, 4, 8]
 # Chosen on 2 CPU cores (docs/demo.md): what fits in about 10 minutes from a fresh clone.
 MODEL, CROP, LR, SPLIT, CACHE_VIEWS, EPOCHS, PATIENCE = "efficientnet_lite0", 48, 5e-4, "head", 8, 110, 10
@@ -68,28 +71,44 @@ def get_args_parser():
     p.add_argument("--workers", type=int, default=0,
                    help="loader processes of the training stages (the cached activations need none; the cache pass uses at least 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lanes", type=int, default=1,
+                   help="stages side by side once the source is trained (2: both targets at once, one thread each)")
     return p
 
 
-def common(args):
+def overrides(args):
+    """This script's flags, as flags that follow (and so win over) the spec's commands."""
     budget = ["--time-budget", str(args.time_budget)] if args.time_budget else []
-    return ["--dataset", "emoji", "--DATA_DIR", args.DATA_DIR, "--LOG_DIR", args.LOG_DIR,
-            "--model", args.model, "--crop-size", str(args.crop_size), "--bn-freeze", "0", "--lr", str(args.lr),
-            "--batch-size", "90", "--workers", str(args.workers), "--seed", str(args.seed), "--wandb", "disabled",
-            "--freeze-below", args.freeze_below, "--feature-cache", os.path.join(args.LOG_DIR, "feature_cache"),
-            "--cache-views", str(args.cache_views), "--val-classes", "0.2", "--epochs", str(args.epochs),
-            "--patience", str(args.patience), *budget]
+    return ["--DATA_DIR", args.DATA_DIR, "--model", args.model, "--crop-size", str(args.crop_size), "--lr", str(args.lr),
+            "--workers", str(args.workers), "--freeze-below", args.freeze_below,
+            "--feature-cache", os.path.join(args.LOG_DIR, "feature_cache"), "--cache-views", str(args.cache_views),
+            "--epochs", str(args.epochs), "--patience", str(args.patience), *budget]
 
 
-def run(module, argv, title):
-    """(test recalls at KS, seconds, epochs trained, steps trained) of one training run."""
-    script = module.__name__.rsplit(".", 1)[-1]   # embedding_transfer.train_target -> code/train_target.py
-    print(f"\n== {title}\n$ python code/{script}.py {' '.join(argv)}", flush=True)
-    t0 = time.perf_counter()
-    args = module.get_args_parser().parse_args(argv)
-    _, recalls = module.main(args)
-    records = find_runs([module.run_dir(args)])[0].epochs
-    return [recalls[f"R@{k}"] for k in KS], time.perf_counter() - t0, len(records), sum(e["steps"] for e in records)
+def demo_spec(args):
+    """scripts/specs/demo.toml with this script's flags written over it."""
+    data = specs.read(SPEC)
+    flags = overrides(args)
+    net, dim = args.model, args.source_dim
+    data["out"], data["seeds"] = args.LOG_DIR, [args.seed]
+    # The data are rendered by main() already; the cache step stays.
+    data["prepare"] = [step + " " + shlex.join(flags + ["--seed", str(args.seed)])
+                       for step in data["prepare"] if "prepare_emoji" not in step]
+    data["target"]["flags"] = shlex.join(flags + ["--embedding-size", str(args.target_dim), "--source-model", net,
+                                                  "--source-embedding-size", str(dim)])
+    data["method"]["Relaxed_Contra"]["flags"] += f" --view {args.views}"
+    source = data["source"]["lite0"]
+    source.update(seed=args.seed, flags=shlex.join(flags + ["--embedding-size", str(dim)]),
+                  ckpt=f"{{out}}/pretrained_source/{net}/emoji_{net}_{dim}dim_Proxy_Anchor_ckpt.pth")
+    return specs.build(SPEC, data)
+
+
+def result(spec, run):
+    """(test recalls at KS of the selected epoch, seconds, epochs trained, steps trained) of a finished run."""
+    found = find_runs([spec.run_dir(run)])[0]
+    best = found.selected
+    seconds = state.read(spec.run_dir(run)).get("total_seconds", 0)
+    return [best[f"R@{k}"] for k in KS], seconds, len(found.epochs), sum(e["steps"] for e in found.epochs)
 
 
 def table(rows):
@@ -124,23 +143,25 @@ def main(args):
     feats = imagenet_features(eval_set, args.model, args.crop_size, workers=args.workers)   # (N, 1280)
     imagenet = recall_at_k(feats, eval_set.ys, KS)
     t_imagenet = time.perf_counter() - t0
-    ckpt_dir, net = os.path.join(args.LOG_DIR, "pretrained_source"), args.model
-    ckpt = os.path.join(ckpt_dir, net, f"emoji_{net}_{args.source_dim}dim_Proxy_Anchor_ckpt.pth")
+    spec, net = demo_spec(args), args.model
     t0 = time.perf_counter()
-    build_feature_cache.main(train_source.get_args_parser().parse_args(common(args)))
+    commands.prepare(spec)
     t_cache = time.perf_counter() - t0
-    src, t_src, *src_trained = run(train_source, common(args) + [
-        "--embedding-size", str(args.source_dim), "--warm", "1", "--l2-norm", "1", "--lr-schedule", "cosine",
-        "--save", "1", "--save-dir", ckpt_dir], f"source: Proxy-Anchor, {args.source_dim}-d")
-    # The targets keep their best model (RUN/emoji_{model}_best.pth): docs/deploy.md exports and searches with it.
-    target = common(args) + ["--embedding-size", str(args.target_dim), "--warm", "0", "--save", "1"]
-    rc, t_rc, *rc_trained = run(train_target, target + [
-        "--loss", "Relaxed_Contra", "--source-ckpt", ckpt, "--source-model", net,
-        "--source-embedding-size", str(args.source_dim),
-        "--IPC", "3", "--view", str(args.views)], f"target: relaxed contrastive from the source, {args.target_dim}-d")
-    pa, t_pa, *pa_trained = run(train_target, target + [
-        "--loss", "Proxy_Anchor", "--IPC", "0", "--view", "1", "--target-norm", "1"],
-        f"target: Proxy-Anchor alone, {args.target_dim}-d")
+    for run in spec.runs:
+        print(f"$ {run.command}", flush=True)
+    if Local(spec, lanes=args.lanes).run() != 0:
+        raise UserError(f"a stage of the demo did not finish (above); run the same command again to go on: "
+                        f"finished stages are skipped (their folders are in {args.LOG_DIR})")
+    # The targets keep their best model (RUN/logs_emoji/<name>/emoji_{model}_best.pth): docs/deploy.md
+    # exports and searches with it.
+    by_kind = {(r.kind, r.method): r for r in spec.runs}
+    source = by_kind[("source", "")]
+    if not os.path.isfile(os.path.join(spec.run_dir(source), state.MARKER)):
+        raise UserError(f"{source.ckpt} was there before this demo's runs (an earlier demo's?), so it was not "
+                        f"trained again and has no scores: remove {args.LOG_DIR} to run the demo afresh")
+    src, t_src, *src_trained = result(spec, source)
+    rc, t_rc, *rc_trained = result(spec, by_kind[("target", "Relaxed_Contra")])
+    pa, t_pa, *pa_trained = result(spec, by_kind[("target", "Proxy_Anchor")])
     n_vendors = len(eval_set.all_vendors)
 
     def trained(epochs_steps):

@@ -36,3 +36,12 @@ def test_demo_trains_every_stage_and_writes_its_table(tmp_path):
     assert (logs / "pretrained_source" / "efficientnet_lite0" / "emoji_efficientnet_lite0_512dim_Proxy_Anchor_ckpt.pth").is_file()
     assert len(list(logs.rglob("emoji_efficientnet_lite0_best.pth"))) == 2
     assert out.stdout.count("$ python code/train_") == 3   # each stage printed as a command one can rerun
+    # A second call trains nothing: the runner skips the finished stages; the table is the same.
+    again = subprocess.run(out.args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "0 to run" in again.stdout and "started " not in again.stdout
+    assert without_seconds((logs / "results.md").read_text()) == without_seconds(table)
+
+
+def without_seconds(table):
+    return re.sub(r"\| \d+ \|$", "|", re.sub(r"\(\+ \d+ s of feature cache\)", "", table), flags=re.M)

@@ -21,7 +21,7 @@ import torch
 
 from embedding_transfer import train_target
 from embedding_transfer.errors import UserError
-from embedding_transfer.experiments import commands, costs, plan, spec as specs, state
+from embedding_transfer.experiments import commands, costs, jobs, plan, spec as specs, state
 from embedding_transfer.experiments.local import Local
 from embedding_transfer.experiments.slurm import Slurm
 
@@ -204,6 +204,49 @@ def test_a_bad_base_or_flags_is_one_line(text, message, tmp_path):
     with pytest.raises(UserError) as e:
         specs.load(level(str(tmp_path), text))
     assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_matched_baseline_waits_for_its_run_and_trains_for_its_wall_clock(tmp_path):
+    """budget_of: the baseline's run waits for the named method's run of its setting and seed, and
+    starts with --time-budget = that run's wall clock (metrics.jsonl's time, summed)."""
+    spec = specs.load(tiny_spec(str(tmp_path), "/data", FLAGS, methods=("Relaxed_Contra", "Proxy_Anchor"),
+                                **{"[source.narrow]": '[method.Proxy_Anchor]\nbudget_of = "Relaxed_Contra"\n\n'
+                                                      '[source.narrow]'}))
+    base = spec.by_name()["cub-self-Proxy_Anchor-s0"]
+    assert base.needs == base.budget_of == RC and "--time-budget" not in base.argv
+    folder = os.path.join(spec.run_dir(spec.by_name()[RC]), "logs_cub", "run")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+        f.write('{"epoch": 0, "time": 12.25}\n{"epoch": 1, "time": 30.0}\n{"epoch": 2, "ti')   # a partial last line
+    cmd, _ = jobs.command(base.argv, spec.run_dir(base), plan.budget_folder(spec, base))
+    assert cmd[-2:] == ["--time-budget", "42.2"] and cmd[1:-2] == base.argv[1:]
+    assert "with --time-budget the wall clock of " + RC in plan.describe(spec, base, plan.states(spec))
+    # A finished baseline started with its budget is not "changed" from the spec's command.
+    assert not plan.changed(base, {"command": cmd})
+
+
+@pytest.mark.parametrize("flags,message", [
+    ('budget_of = "PKT"', "name a method listed before Proxy_Anchor in methods"),
+    ('budget_of = "Relaxed_Contra"\nflags = "--time-budget 9"', "the runner sets --time-budget from Relaxed_Contra"),
+])
+def test_a_bad_budget_of_is_one_line(flags, message, tmp_path):
+    path = tiny_spec(str(tmp_path), "/data", FLAGS, methods=("Relaxed_Contra", "Proxy_Anchor"),
+                     **{"[source.narrow]": f"[method.Proxy_Anchor]\n{flags}\n\n[source.narrow]"})
+    with pytest.raises(UserError) as e:
+        specs.load(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_prepare_steps_run_in_order_and_a_failed_one_stops_the_run(tmp_path):
+    marks = tmp_path / "marks"
+    steps = [f"python -c \"open('{marks}', 'a').write('{n}')\"" for n in (1, 2)]
+    path = tiny_spec(str(tmp_path), "/data", FLAGS, **{"seeds = [0]": "seeds = [0]\nprepare = " + json.dumps(steps)})
+    spec = specs.load(path)
+    commands.prepare(spec)
+    assert marks.read_text() == "12"
+    spec.prepare.append(["python", "-c", "raise SystemExit(3)"])
+    with pytest.raises(UserError, match=r"prepare step failed \(exit status 3\): python -c"):
+        commands.prepare(spec)
 
 
 @pytest.mark.e2e

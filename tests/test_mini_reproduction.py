@@ -1,31 +1,87 @@
-"""scripts/mini_reproduction.sh end to end on a tiny CUB tree, in both regimes: every setting with
-its ImageNet-pretrained networks, early stopping, both readings of the budgeted baseline, the
-table and figures, the claims (converged regime: sources per seed, cached features, seeds side by
-side), and a second call that reuses the finished runs."""
+"""The mini reproduction (`make mini-reproduction`: scripts/specs/mini_reproduction*.toml through the
+experiment runner, then scripts/results_table.py) end to end on a tiny CUB tree, in both regimes:
+every setting with its ImageNet-pretrained networks, early stopping, the baselines matched to their
+Relaxed_Contra run's wall clock and read at both budgets, the table and figures, the claims
+(converged regime: sources per seed, features cached once by the spec's prepare steps, runs side by
+side), and a second call that trains nothing. The committed specs are run with the tiny tree's
+data set, sizes and lengths written over them, as a user would edit them."""
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPECS = os.path.join(ROOT, "scripts", "specs")
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def tiny_spec(regime, folder, data, seeds=(0, 1), methods=("Relaxed_Contra", "PKT"), settings=None):
+    """The committed spec of `regime` ('converged': mini_reproduction.toml, 'short':
+    mini_reproduction_short.toml) on the tiny CUB tree at DATA, 32 px, 2 epochs (sources of the short
+    regime: 1), patience 1, 2 cached views, one loader worker; runs under FOLDER/runs."""
+    name = "mini_reproduction.toml" if regime == "converged" else "mini_reproduction_short.toml"
+    with open(os.path.join(SPECS, name)) as f:
+        text = f.read()
+    out = os.path.join(str(folder), "runs")
+    text = re.sub(r' *"python scripts/prepare_emoji.py[^"]*",?\n?', "", text)   # the tree is there
+    for old, new in (("emoji", "cub"), ("./data", data), ("--crop-size 48", "--crop-size 32"),
+                     ("--epochs 110", "--epochs 2"), ("--epochs 3", "--epochs 2"), ("--epochs 8", "--epochs 1"),
+                     ("--patience 10", "--patience 1"), ("--cache-views 8", "--cache-views 2"),
+                     ("--workers 0", "--workers 1"), ("--workers 2", "--workers 1"),
+                     ("logs/mini_reproduction_short", out), ("logs/mini_reproduction", out)):
+        text = text.replace(old, new)
+    assert "emoji" not in text and "./data" not in text and "logs/" not in text
+    text = re.sub(r"^seeds = .*$", f"seeds = {list(seeds)}", text, flags=re.M)
+    text = re.sub(r"^methods = .*$", f"methods = {json.dumps([*methods, 'Proxy_Anchor'])}", text, flags=re.M)
+    if settings:
+        text = re.sub(r"^settings = .*$", f"settings = {json.dumps(list(settings))}", text, flags=re.M)
+    for m in methods:
+        if f"[method.{m}]" not in text:
+            text += f'\n[method.{m}]\nflags = "--IPC 3 --view 2"\n'
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(str(folder), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def make_mini_reproduction(spec, folder, misc_name, lanes):
+    """What `make mini-reproduction` runs: the spec through the runner, then the tables."""
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "experiments.py"), "run", spec,
+                          "--lanes", str(lanes)], capture_output=True, text=True, timeout=1800, cwd=ROOT,
+                         env=ONE_THREAD)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    misc = os.path.join(str(folder), "misc")
+    table = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "results_table.py"), os.path.join(str(folder), "runs"),
+         "--matched-baselines", "--flag-rising", "--title", "Mini reproduction on cub",
+         "--markdown", f"{misc}/{misc_name}.md", "--csv", f"{misc}/{misc_name}.csv", "--figure", f"{misc}/{misc_name}.png",
+         "--claims", f"{misc}/{misc_name}_claims.md", "--curves", f"{misc}/{misc_name}_curves.png"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=ONE_THREAD)
+    assert table.returncode == 0, table.stderr[-3000:]
+    return run.stdout
+
+
+def test_the_make_target_runs_the_committed_specs():
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        make = f.read()
+    assert "scripts/experiments.py run scripts/specs/$(MINI).toml" in make
+    assert "scripts/results_table.py logs/$(TABLES) --matched-baselines --flag-rising" in make
+    assert not os.path.exists(os.path.join(ROOT, "scripts", "mini_reproduction.sh"))
 
 
 @pytest.mark.e2e
 def test_converged_regime_runs_resumes_and_reads_the_claims(tiny_cub, tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "DATASET": "cub", "DATA_DIR": str(tiny_cub),
-           "OUT": str(tmp_path / "runs"), "MISC": str(tmp_path / "misc"), "EPOCHS": "2", "PATIENCE": "1",
-           "CROP": "32", "SEEDS": "0 1", "SPLIT": "head", "VIEWS": "2", "JOBS": "2",
-           "METHODS": "Relaxed_Contra PKT", "WORKERS": "1"}
-    script = os.path.join(ROOT, "scripts", "mini_reproduction.sh")
-    first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=1800)
-    assert first.returncode == 0, first.stderr[-3000:] + "".join(
-        open(tmp_path / "runs" / f"lane{j}.log").read()[-2000:] for j in (0, 1) if (tmp_path / "runs" / f"lane{j}.log").exists())
-    # Two networks' caches (training and evaluation splits), built before the lanes and only read by them.
+    spec = tiny_spec("converged", tmp_path, str(tiny_cub))
+    first = make_mini_reproduction(spec, tmp_path, "mini_reproduction", lanes=2)
+    # Two networks' caches (training and evaluation splits), built by the prepare steps and only
+    # read by the runs.
     assert len(os.listdir(tmp_path / "runs" / "feature_cache")) == 4
-    assert "feature cache" not in "".join(open(tmp_path / "runs" / f"lane{j}.log").read() for j in (0, 1))
+    assert "feature cache" not in "".join(p.read_text() for p in (tmp_path / "runs").glob("*/log.txt"))
     with open(tmp_path / "misc" / "mini_reproduction.csv") as f:
         rows = list(csv.DictReader(f))
     sources = [r for r in rows if r["setting"] == "source"]
@@ -46,22 +102,18 @@ def test_converged_regime_runs_resumes_and_reads_the_claims(tiny_cub, tmp_path):
                  "| (c) | dimensionality reduction: Relaxed_Contra − Proxy_Anchor (no source) [budget=same epochs"):
         assert line in claims
     assert (tmp_path / "misc" / "mini_reproduction_curves.png").stat().st_size > 10000
+    assert first.count("started ") == 4 + 2 * 3 * 3
     table = (tmp_path / "misc" / "mini_reproduction.md").read_text()
-    second = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
+    second = make_mini_reproduction(spec, tmp_path, "mini_reproduction", lanes=2)
+    assert "0 to run" in second and "started " not in second
     assert (tmp_path / "misc" / "mini_reproduction.md").read_text() == table
 
 
 @pytest.mark.e2e
 def test_short_regime_runs_resumes_and_tabulates(tiny_cub, tmp_path):
-    # The paper's networks (EfficientNet-Lite) at a small crop, on a tiny CUB tree.
-    env = {**os.environ, "PYTHON": sys.executable, "DATASET": "cub", "DATA_DIR": str(tiny_cub), "REGIME": "short",
-           "OUT": str(tmp_path / "runs"), "MISC": str(tmp_path / "misc"), "EPOCHS": "2", "PATIENCE": "1",
-           "SOURCE_EPOCHS": "1", "SOURCE_PATIENCE": "1", "CROP": "32", "SEEDS": "1",
-           "METHODS": "Relaxed_Contra", "WORKERS": "1"}
-    script = os.path.join(ROOT, "scripts", "mini_reproduction.sh")
-    first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=1800)
-    assert first.returncode == 0, first.stderr[-3000:]
+    # The paper's networks (EfficientNet-Lite), whole, at a small crop, on a tiny CUB tree.
+    spec = tiny_spec("short", tmp_path, str(tiny_cub), seeds=(1,), methods=("Relaxed_Contra",))
+    make_mini_reproduction(spec, tmp_path, "mini_reproduction_short", lanes=1)
     table = (tmp_path / "misc" / "mini_reproduction_short.md").read_text()
     for heading in ("### self-transfer: efficientnet_lite0-512 → efficientnet_lite0-512",
                     "### dimensionality reduction: efficientnet_lite0-512 → efficientnet_lite0-64",
@@ -77,33 +129,23 @@ def test_short_regime_runs_resumes_and_tabulates(tiny_cub, tmp_path):
     for r in rows:
         args = json.load(open(os.path.join(r["run"].split("#")[0], "args.json")))
         assert args["val_classes"] == 0.2 and r["selection"] == "val" and not args["random_init"]
-        if r["setting"] == "no source":
-            # Normalised like the source; budgeted by its Relaxed_Contra run, whose epochs bound
-            # the "same epochs" reading.
+        assert not args["freeze_below"]
+        if r["setting"] == "source":    # one source per network, seed 0, for every seed's targets
+            assert args["seed"] == 0 and args["epochs"] == 1
+        elif r["setting"] == "no source":
+            # Normalised like the source; budgeted by its Relaxed_Contra run's wall clock, whose
+            # epochs bound the "same epochs" reading.
             assert args["target_norm"] == 1 and args["time_budget"] > 0
-            rc = next(x for x in rows if x["method"] == "Relaxed_Contra" and x["target"] == r["target"]
-                      and json.load(open(os.path.join(x["run"], "args.json")))["seed"] == args["seed"])
+            rc = next(x for x in rows if x["method"] == "Relaxed_Contra" and x["target"] == r["target"])
+            rc_time = sum(json.loads(line)["time"] for line in open(os.path.join(rc["run"], "metrics.jsonl")))
+            assert args["time_budget"] == max(1.0, round(rc_time, 1))
             if "same epochs" in r["method"]:
                 assert int(r["epochs_run"]) == min(int(rc["epochs_run"]), len(open(
                     os.path.join(r["run"].split("#")[0], "metrics.jsonl")).readlines()))
-        elif r["setting"] != "source":
-            assert args["patience"] == 1 and int(r["epochs_run"]) <= 2
+        else:
+            assert args["patience"] == 1 and int(r["epochs_run"]) <= 2 and args["seed"] == 1
     assert (tmp_path / "misc" / "mini_reproduction_short.png").stat().st_size > 10000
     # Finished runs are not trained again; the table is rebuilt from them unchanged.
-    second = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("== done already") == 3 + 3 * 2 and "epoch 0:" not in second.stdout
+    second = make_mini_reproduction(spec, tmp_path, "mini_reproduction_short", lanes=1)
+    assert "0 to run" in second and "started " not in second
     assert (tmp_path / "misc" / "mini_reproduction_short.md").read_text() == table
-
-
-@pytest.mark.parametrize("env, message", [
-    ({"SETTINGS": "self_transfer compresion"}, "unknown setting 'compresion'"),
-    ({"METHODS": "RKD"}, "METHODS must include Relaxed_Contra"),   # the baselines are matched to it
-    ({"REGIME": "long"}, "unknown REGIME 'long'"),
-])
-def test_bad_settings_are_refused_before_any_training(tmp_path, env, message):
-    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), **env}
-    p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "mini_reproduction.sh")], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and message in p.stderr
-    assert not os.listdir(tmp_path)

@@ -2,8 +2,12 @@
 device-hours), `status`, `report`."""
 import argparse
 import os
+import shlex
+import subprocess
+import sys
 import time
 
+from ..errors import UserError
 from . import costs, plan, progress, spec as specs, state
 
 EXAMPLES = """examples:
@@ -68,6 +72,9 @@ def dry_run(spec, states, launch):
         for needs, runs in launch.arrays(todo, states):
             lines.append(f"  job array of {len(runs)} runs" + (f", after {needs} ends well (afterok)" if needs else ""))
     lines.append("")
+    if spec.prepare:
+        lines.append("# prepare: here, in order, before any run starts (each step skips what is done)")
+        lines += [shlex.join(argv) for argv in spec.prepare]
     for run in spec.runs:
         lines += [f"# {run.name}: {plan.describe(spec, run, states)}", run.command]
     lines += [""] + costs.summary(spec.runs, costs.load(spec.costs), progress.shown(spec.costs) if spec.costs else "",
@@ -82,6 +89,7 @@ def run(args, spec):
     if args.dry_run:
         print(dry_run(spec, states, launch))
         return 0
+    prepare(spec)
     if args.launcher == "local":
         return launch.run()
     todo, skipped = to_submit(spec, states, launch)
@@ -91,6 +99,16 @@ def run(args, spec):
     print(f"{launch.describe()}\nsubmitted {len(jobs)} runs; {progress.line(plan.states(spec))}\n"
           f"follow them with: python scripts/experiments.py status {spec.path}")
     return wait(spec, jobs) if args.wait else 0
+
+
+def prepare(spec):
+    """The spec's prepare steps, in order, here (e.g. rendering a data set, caching features once
+    for every run instead of in each lane); a failed step stops everything."""
+    for argv in spec.prepare:
+        print(f"[{time.strftime('%H:%M:%S')}] prepare: {shlex.join(argv)}", flush=True)
+        done = subprocess.run([sys.executable] + argv[1:], cwd=specs.ROOT)
+        if done.returncode != 0:
+            raise UserError(f"prepare step failed (exit status {done.returncode}): {shlex.join(argv)}")
 
 
 def to_submit(spec, states, launch):

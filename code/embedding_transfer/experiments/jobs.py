@@ -13,14 +13,16 @@ import time
 from . import state
 
 
-def command(argv, folder):
+def command(argv, folder, budget=""):
     """(what to execute now, the checkpoint it resumes or ''): the run's command with this
-    interpreter for `python`, plus --resume when a checkpoint is there; without one, what an
-    earlier attempt left is set aside and the run starts afresh."""
+    interpreter for `python`, plus --time-budget when matched to the finished run in folder
+    `budget`, plus --resume when a checkpoint is there; without one, what an earlier attempt left
+    is set aside and the run starts afresh."""
     ckpt = state.checkpoint(folder)
     if not ckpt:
         state.set_aside(folder)
-    return [sys.executable] + list(argv[1:]) + (["--resume", ckpt] if ckpt else []), ckpt
+    extra = ["--time-budget", str(state.wall_clock(budget))] if budget else []
+    return [sys.executable] + list(argv[1:]) + extra + (["--resume", ckpt] if ckpt else []), ckpt
 
 
 def _ignore_usr2():
@@ -29,11 +31,11 @@ def _ignore_usr2():
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
-def start(argv, folder, root, env=None, in_job=False, **fields):
+def start(argv, folder, root, env=None, in_job=False, budget="", **fields):
     """Start the run; returns (process, its runner.json record)."""
     os.makedirs(folder, exist_ok=True)
     earlier = state.read(folder)
-    cmd, ckpt = command(argv, folder)
+    cmd, ckpt = command(argv, folder, budget)
     with open(os.path.join(folder, state.LOG), "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}"
                   f"{', resuming' if ckpt else ''}: {shlex.join(cmd)}\n")

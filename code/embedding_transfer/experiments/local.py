@@ -102,7 +102,8 @@ class Local:
                 if run is None:
                     break
                 todo.remove(run)
-                proc, record = jobs.start(run.argv, spec.run_dir(run), ROOT, env=self.env(slot))
+                proc, record = jobs.start(run.argv, spec.run_dir(run), ROOT, env=self.env(slot),
+                                          budget=plan.budget_folder(spec, run))
                 running[slot] = (run, proc, record)
                 states[run.name] = state.RUNNING
                 where = f" on GPU {self.slots[slot]}" if self.slots[slot] is not None else ""
@@ -133,9 +134,9 @@ class Local:
         for run in list(todo):
             why = plan.missing_source(run)
             if run.needs and self.states[run.needs] == state.FAILED:
-                why = f"its source {run.needs} failed"
+                why = f"{run.needs}, which it waits for, failed"
             elif run.needs and self.states[run.needs] not in plan.DONE and run.needs not in pending:
-                why = f"its source {run.needs} is not finished ({self.states[run.needs]})"
+                why = f"{run.needs}, which it waits for, is not finished ({self.states[run.needs]})"
             if why:
                 todo.remove(run)
                 given_up.append((run, why))

@@ -30,6 +30,11 @@ def missing_source(run):
     return ""
 
 
+def budget_folder(spec, run):
+    """The folder of the run whose wall clock is this one's --time-budget ('' if none)."""
+    return spec.run_dir(spec.by_name()[run.budget_of]) if run.budget_of else ""
+
+
 def ready(run, states):
     return not run.needs or states[run.needs] in DONE
 
@@ -53,14 +58,16 @@ def describe(spec, run, states):
     why = missing_source(run)
     if why:
         return f"blocked: {why}"
-    return what + (f" after {run.needs}" if run.needs and states[run.needs] not in DONE else "")
+    what += f" after {run.needs}" if run.needs and states[run.needs] not in DONE else ""
+    return what + (f", with --time-budget the wall clock of {run.budget_of}" if run.budget_of else "")
 
 
 def changed(run, record):
     """Whether the command a run's record holds differs from the spec's command for it now (a
     finished run is skipped all the same: the runner never deletes results)."""
     done = list(record.get("command", [None])[1:])
-    if "--resume" in done:
-        i = done.index("--resume")
-        del done[i:i + 2]
+    for flag in ("--resume", "--time-budget") if run.budget_of else ("--resume",):
+        if flag in done:
+            i = done.index(flag)
+            del done[i:i + 2]
     return bool(done) and done != list(run.argv[1:])

@@ -14,7 +14,7 @@ import submitit
 
 from ..errors import UserError
 from ..storage import save_json
-from . import jobs, state
+from . import jobs, plan, state
 from .spec import ROOT
 
 # Slurm's words for a job that will not run again (sacct); any other state leaves it alone.
@@ -27,8 +27,9 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     poll = 1.0   # seconds between looks at the trainer, and at a source's runner.json
 
-    def __init__(self, name, argv, folder, needs="", needs_folder=""):
+    def __init__(self, name, argv, folder, needs="", needs_folder="", budget=""):
         self.name, self.argv, self.folder, self.needs, self.needs_folder = name, argv, folder, needs, needs_folder
+        self.budget = budget   # the folder of the run whose wall clock is this one's --time-budget
         self._proc = self._record = None
 
     def __getstate__(self):
@@ -43,12 +44,12 @@ class TrainJob(submitit.helpers.Checkpointable):
             if word == state.FINISHED:
                 break
             if word == state.FAILED:
-                state.write(self.folder, state.FAILED, returncode=None, reason=f"its source {self.needs} failed")
-                raise RuntimeError(f"{self.name} not started: its source {self.needs} failed")
+                state.write(self.folder, state.FAILED, returncode=None, reason=f"{self.needs}, which it waits for, failed")
+                raise RuntimeError(f"{self.name} not started: {self.needs}, which it waits for, failed")
             time.sleep(self.poll)
         env = submitit.JobEnvironment()
-        self._proc, self._record = jobs.start(self.argv, self.folder, ROOT, in_job=True, job_id=env.job_id,
-                                              job_pid=os.getpid())
+        self._proc, self._record = jobs.start(self.argv, self.folder, ROOT, in_job=True, budget=self.budget,
+                                              job_id=env.job_id, job_pid=os.getpid())
         # Poll rather than wait: checkpoint() runs in a signal handler and polls the same process.
         while self._proc.poll() is None:
             time.sleep(self.poll)
@@ -66,7 +67,7 @@ class TrainJob(submitit.helpers.Checkpointable):
             jobs.stop(self._proc)
             jobs.end(self.folder, self._proc, self._record, stopped=True)
         return submitit.helpers.DelayedSubmission(TrainJob(self.name, self.argv, self.folder, self.needs,
-                                                           self.needs_folder))
+                                                           self.needs_folder, self.budget))
 
 
 class Slurm:
@@ -126,7 +127,8 @@ class Slurm:
             dependency = f"afterok:{submitted[needs].job_id}" if needs else None
             ex = self.executor(dependency)
             fns = [TrainJob(r.name, r.argv, self.spec.run_dir(r), r.needs,
-                            self.spec.run_dir(self.spec.by_name()[r.needs]) if r.needs else "") for r in runs]
+                            self.spec.run_dir(self.spec.by_name()[r.needs]) if r.needs else "",
+                            plan.budget_folder(self.spec, r)) for r in runs]
             try:
                 submitted_now = ex.submit_array(fns)
             except (OSError, subprocess.CalledProcessError) as e:

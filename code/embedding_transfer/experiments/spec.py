@@ -13,7 +13,7 @@ from ..errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TOP_KEYS = ("out", "seeds", "datasets", "settings", "methods", "costs", "target", "dataset", "setting", "method",
-            "source", "base")
+            "source", "base", "prepare")
 BUILT_IN = ("method", "dataset", "setting", "seed", "source_ckpt")
 # The runner owns these: each run's folder, its seed, resuming, and where a trained source lands.
 RUNNER_FLAGS = ("--LOG_DIR", "--seed", "--resume", "--save-dir")
@@ -29,9 +29,11 @@ class Run:
     seed: int = None     # None: a source shared by every seed (trained with the trainer's default seed)
     setting: str = ""
     method: str = ""
-    needs: str = ""      # the source run that must finish first ("": none, or a downloaded file)
+    needs: str = ""      # the run that must finish first: its source ("": none, or a downloaded file), or
+    #                      the run whose wall clock is its --time-budget (budget_of)
     ckpt: str = ""       # a source: the model file it writes; a target: the source file it reads
     args: object = None  # the trainer's parsed flags, defaults filled in (for the cost estimate)
+    budget_of: str = ""  # a labels-only baseline matched to that run: --time-budget = its wall clock
 
     @property
     def command(self):
@@ -49,6 +51,7 @@ class Spec:
     seeds: list
     runs: list
     costs: str           # the step-cost table for the estimate ('' if none)
+    prepare: list = dataclasses.field(default_factory=list)   # argv of each step run before any run
 
     @property
     def out_dir(self):
@@ -68,6 +71,11 @@ def absolute(path):
 
 def load(path, out=None):
     return _Builder(path, read(path), out).build()
+
+
+def build(path, data, out=None):
+    """A spec from its TOML already read (read()) and changed in code; `path` names it in errors."""
+    return _Builder(path, data, out).build()
 
 
 def read(path, chain=()):
@@ -171,8 +179,13 @@ class _Builder:
         targets = [self.target(seed, d, s, m) for seed in seeds for d in datasets for s in settings for m in methods]
         costs = self.get(self.data, "costs", str, "top level", "costs.toml")
         costs = os.path.join(os.path.dirname(os.path.abspath(self.path)), costs)
+        prepare = []
+        for i, text in enumerate(self.get(self.data, "prepare", list, "top level", [])):
+            if not isinstance(text, str) or shlex.split(text)[:1] != ["python"] or len(shlex.split(text)) < 2:
+                self.fail(f"prepare[{i}]: a step is a command 'python scripts/NAME.py ...', not {text!r}")
+            prepare.append(shlex.split(text))
         return Spec(self.path, self.out, seeds, list(self.source_runs.values()) + targets,
-                    costs if os.path.isfile(costs) else "")
+                    costs if os.path.isfile(costs) else "", prepare)
 
     def check_fields(self):
         """{field: kind of table that sets it} for the target command's fields; a key of a table
@@ -188,7 +201,7 @@ class _Builder:
                 self.fail(f"{{{f}}} is set in both [{kinds[0]}.*] and [{kinds[1]}.*]: set it in one kind of table")
             where[f] = kinds[0]
         for kind, tables in self.kinds.items():
-            reserved = ("flags", "source") if kind == "setting" else ("flags",)
+            reserved = {"setting": ("flags", "source"), "method": ("flags", "budget_of")}.get(kind, ("flags",))
             for name, table in tables.items():
                 for key in table:
                     if key not in reserved and key not in where:
@@ -256,7 +269,27 @@ class _Builder:
                     args.source_model, args.source_embedding_size):
                 self.fail(f"run {name} takes a {args.source_model}-{args.source_embedding_size} source, but "
                           f"{source.name} trains {source.args.model}-{source.args.embedding_size}")
-        return Run(name, "target", argv, dataset, seed, setting, method, source.name if source else "", ckpt, args)
+        run = Run(name, "target", argv, dataset, seed, setting, method, source.name if source else "", ckpt, args)
+        matched = self.kinds["method"].get(method, {}).get("budget_of")
+        if matched is not None:
+            self.match(run, matched)
+        return run
+
+    def match(self, run, matched):
+        """budget_of: the baseline waits for that method's run of its data set, setting and seed,
+        and trains for its wall clock (--time-budget, set when it starts)."""
+        from ..losses import needs_source
+        where = f"[method.{run.method}] budget_of"
+        methods = self.data["methods"]
+        if needs_source(run.method):
+            self.fail(f"{where}: only a method without a source (a labels-only baseline) is matched to another "
+                      f"run's wall clock; {run.method} learns from a source")
+        if matched not in methods or methods.index(matched) > methods.index(run.method):
+            self.fail(f"{where} = {matched!r}: name a method listed before {run.method} in methods "
+                      f"({', '.join(methods)})")
+        if run.args.time_budget:
+            self.fail(f"{where}: the runner sets --time-budget from {matched}'s wall clock; remove it from the command")
+        run.needs = run.budget_of = f"{run.dataset}-{run.setting}-{matched}-s{run.seed}"
 
     def source(self, setting, dataset, seed):
         """(the Run that trains it, or None for a downloaded file; the checkpoint's path)."""
@@ -272,9 +305,9 @@ class _Builder:
         if not NAME.match(str(name)):
             self.fail(f"[source.{name}]: {name!r} is not a name (letters, digits, '_' and '.')")
         table, where = self.sources[name], f"[source.{name}]"
-        unknown = sorted(set(table) - {"ckpt", "train", "flags"} - set(DATASETS))
+        unknown = sorted(set(table) - {"ckpt", "train", "flags", "seed"} - set(DATASETS))
         if unknown:
-            self.fail(f"{where}: unknown key {unknown[0]!r}; valid: ckpt, train, flags, and a data set's name "
+            self.fail(f"{where}: unknown key {unknown[0]!r}; valid: ckpt, train, flags, seed, and a data set's name "
                       f"({', '.join(DATASETS)}) for the command that trains it")
         template = self.get(table, "ckpt", str, where)
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
@@ -294,7 +327,11 @@ class _Builder:
         argv = self.split(self.get(table, dataset, str, where), "train_source", f"{where} {dataset}")
         argv += self.flags(table, where)
         argv += ["--LOG_DIR", os.path.join(self.out, run_name), "--save-dir", os.path.dirname(os.path.dirname(ckpt))]
-        argv += ["--seed", str(seed)] if per_seed else []
+        shared_seed = self.get(table, "seed", int, where, None)
+        if per_seed and shared_seed is not None:
+            self.fail(f"{where}: seed sets the seed of a source shared by every seed; this ckpt holds {{seed}}, "
+                      "so each seed trains its own: remove seed")
+        argv += ["--seed", str(seed)] if per_seed else [] if shared_seed is None else ["--seed", str(shared_seed)]
         args = self.parse(train_source, argv, f"{where} {dataset}")
         if args.dataset != dataset or not args.save:
             self.fail(f"{where} {dataset}: the command must pass --dataset {dataset} --save 1")

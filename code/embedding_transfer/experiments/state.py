@@ -68,6 +68,21 @@ def status(folder):
     return INTERRUPTED if checkpoint(folder) else WAITING
 
 
+def wall_clock(folder):
+    """Seconds the run in `folder` trained and evaluated: its metrics.jsonl's `time`, summed (as
+    reporting.baselines.wall_clock reads it), at least 1 (a --time-budget of 0 means none)."""
+    found = glob.glob(os.path.join(folder, "**", "metrics.jsonl"), recursive=True)
+    total = 0.0
+    if found:
+        with open(max(found, key=os.path.getmtime)) as f:
+            for line in f:
+                try:
+                    total += json.loads(line).get("time", 0.0)
+                except ValueError:   # a partial last line
+                    pass
+    return max(1.0, round(total, 1))
+
+
 def log_tail(folder, lines=12):
     try:
         with open(os.path.join(folder, LOG), errors="replace") as f:

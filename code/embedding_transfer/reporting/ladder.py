@@ -129,7 +129,8 @@ def reading(levels, by_level, changes):
                 continue
             ci = interval(changes[lv.name].get(claim, {}))
             if ci is not None and ci[1] is not None and (ci[1] > 0 or ci[2] < 0):
-                moved.append(f"{lv.factor} {lv.label} ({ci[0]:+.2f} points [{ci[1]:+.2f}, {ci[2]:+.2f}])")
+                moved.append(f"{lv.factor} {lv.label}: {'up' if ci[0] > 0 else 'down'} by {abs(ci[0]):.2f} points "
+                             f"[{ci[1]:+.2f}, {ci[2]:+.2f}]")
             if verdict(interval(by_level[lv.name].get(claim, {}))) == "supports":
                 turned.append(f"{lv.factor} {lv.label}")
         base = {"supports": "holds (interval above 0)", "contradicts": "is contradicted (interval below 0)",
