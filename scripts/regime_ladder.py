@@ -60,12 +60,12 @@ def evaluate(ckpt, run_args):
 
 def main(args):
     levels = chosen_levels(args)
+    if args.command == "report":   # every level there is, whatever --levels says
+        levels = [lv for lv in ladder.LEVELS if os.path.isfile(os.path.join(args.specs, lv.name + ".toml"))]
     loaded = {lv.name: specs.load(os.path.join(args.specs, lv.name + ".toml")) for lv in levels}
     if args.command == "report":
-        every = [lv for lv in ladder.LEVELS if os.path.isfile(os.path.join(args.specs, lv.name + ".toml"))]
-        loaded = {lv.name: specs.load(os.path.join(args.specs, lv.name + ".toml")) for lv in every}
         command = shlex.join(["python", "scripts/regime_ladder.py", "run", "--lanes", str(args.lanes)])
-        print(ladder.write(every, loaded, args.out, evaluate, command))
+        print(ladder.write(levels, loaded, args.out, evaluate, command))
         print(f"written: {os.path.join(args.out, 'regime_ladder.md')}, .csv and .png")
         return 0
     status = 0

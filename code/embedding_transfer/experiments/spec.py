@@ -181,9 +181,10 @@ class _Builder:
         costs = os.path.join(os.path.dirname(os.path.abspath(self.path)), costs)
         prepare = []
         for i, text in enumerate(self.get(self.data, "prepare", list, "top level", [])):
-            if not isinstance(text, str) or shlex.split(text)[:1] != ["python"] or len(shlex.split(text)) < 2:
+            argv = shlex.split(text) if isinstance(text, str) else []
+            if argv[:1] != ["python"] or len(argv) < 2:
                 self.fail(f"prepare[{i}]: a step is a command 'python scripts/NAME.py ...', not {text!r}")
-            prepare.append(shlex.split(text))
+            prepare.append(argv)
         return Spec(self.path, self.out, seeds, list(self.source_runs.values()) + targets,
                     costs if os.path.isfile(costs) else "", prepare)
 

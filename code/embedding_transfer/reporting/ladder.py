@@ -12,9 +12,10 @@ import dataclasses
 import io
 import json
 import os
+import statistics
 
 from ..errors import UserError
-from ..experiments import plan
+from ..experiments import plan, state
 from ..experiments.spec import absolute
 from .claims import interval, verdict
 from .runs import find_runs
@@ -78,11 +79,19 @@ def rows(level, spec, seconds):
     return out
 
 
+def pick(rs, setting, method, key="test_R@1"):
+    """{seed: value} of the rows of one setting and method."""
+    return {r["seed"]: r[key] for r in rs if r["setting"] == setting and r["method"] == method and r[key] != ""}
+
+
+def baselines(level_rows, default_rows):
+    """{seed: test R@1} of the 64-d labels-only baselines: the level's own, else the default's."""
+    return pick(level_rows, "dim64", BASELINE) or pick(default_rows, "dim64", BASELINE)
+
+
 def claims(level_rows, default_rows, source_r1):
     """{claim: {seed: difference}} of one level: "a", "c", "a norm", "c norm". source_r1(run row):
     the test R@1 of the file that a target learnt from."""
-    def pick(rs, setting, method, key="test_R@1"):
-        return {r["seed"]: r[key] for r in rs if r["setting"] == setting and r["method"] == method and r[key] != ""}
     out = {}
     for suffix, key in (("", "test_R@1"), (" norm", "norm_R@1")):
         self_t = pick(level_rows, "self_transfer", MAIN, key)
@@ -90,7 +99,7 @@ def claims(level_rows, default_rows, source_r1):
                    and r["method"] == MAIN}
         out["a" + suffix] = {s: self_t[s] - sources[s] for s in self_t if sources.get(s) is not None}
         dim64 = pick(level_rows, "dim64", MAIN, key)
-        base = pick(level_rows, "dim64", BASELINE) or pick(default_rows, "dim64", BASELINE)
+        base = baselines(level_rows, default_rows)
         out["c" + suffix] = {s: dim64[s] - base[s] for s in dim64 if s in base}
     return out
 
@@ -112,9 +121,7 @@ def mean_std(values):
     values = [v for v in values if v != ""]
     if not values:
         return "–"
-    m = sum(values) / len(values)
-    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return f"{m:.1f} ± {sd:.1f}"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.1f}"
 
 
 def reading(levels, by_level, changes):
@@ -168,11 +175,8 @@ def source_scores(all_rows, cache_path, evaluate):
 
 def run_seconds(folder):
     """The wall clock a run's processes took (runner.json), summed over its resumes."""
-    try:
-        with open(os.path.join(folder, "runner.json")) as f:
-            return round(json.load(f).get("seconds", 0), 1)
-    except (OSError, ValueError):
-        return ""
+    seconds = state.read(folder).get("total_seconds")
+    return "" if seconds is None else round(seconds, 1)
 
 
 def markdown(levels, by_rows, claims_by, changes, source_r1, command, done):
@@ -193,13 +197,11 @@ def markdown(levels, by_rows, claims_by, changes, source_r1, command, done):
             continue
         selfs = [r for r in rs if r["setting"] == "self_transfer" and r["method"] == MAIN]
         src = [source_r1(r) for r in selfs if source_r1(r) is not None]
-        pick = [r["test_R@1"] for r in rs if r["setting"] == "dim64" and r["method"] == BASELINE] or \
-            [r["test_R@1"] for r in default if r["setting"] == "dim64" and r["method"] == BASELINE]
         secs = sum(r["seconds"] or 0 for r in rs)
         dash = "–" if lv.name == "default" else None
         out.append(f"| {lv.factor} | {lv.label} | {mean_std(src)} | {mean_std([r['test_R@1'] for r in selfs])} | "
                    f"{mean_std([r['test_R@1'] for r in rs if r['setting'] == 'dim64' and r['method'] == MAIN])} | "
-                   f"{mean_std(pick)} | {fmt(claims_by[lv.name]['a'])} | {fmt(claims_by[lv.name]['c'])} | "
+                   f"{mean_std(list(baselines(rs, default).values()))} | {fmt(claims_by[lv.name]['a'])} | {fmt(claims_by[lv.name]['c'])} | "
                    f"{dash or fmt(changes[lv.name]['a'])} | {dash or fmt(changes[lv.name]['c'])} | {done[lv.name]} | {secs / 60:.0f} |")
     out += ["", "Levels without their own baselines (the source-reusing ones) read (c) against the default "
             "level's. A level with unfinished runs reads their best epoch so far. Lane-minutes: the runs' wall clock "
