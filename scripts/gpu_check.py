@@ -98,9 +98,10 @@ class Context:
             out, _ = proc.communicate(timeout=limit)
             return Result(proc.returncode, time.monotonic() - t0, out, False, limit)
         except subprocess.TimeoutExpired:
-            # SIGTERM first: the trainers then stop cleanly and leave their records whole.
+            # SIGTERM first: the trainers then stop cleanly and leave their records whole. A second
+            # one makes the experiment runner kill its trainers, which run in sessions of their own.
             out = ""
-            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, None)):
+            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGTERM, 5), (signal.SIGKILL, None)):
                 try:
                     os.killpg(proc.pid, sig)
                 except ProcessLookupError:

@@ -1,5 +1,5 @@
 """The stages of scripts/gpu_check.py, in order of value. Each takes gpu_check's Context and returns
-(status, markdown); the miniature lives in scripts/gpu_miniature.py."""
+(status, markdown); the miniature, which runs scripts/specs/gpu_miniature.toml, is in scripts/gpu_miniature.py."""
 import os
 import re
 import shlex

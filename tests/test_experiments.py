@@ -193,6 +193,23 @@ flags = "--lr 1e-3"
     assert new[RC].ckpt.startswith(f"{tmp_path}/level/sources/")
 
 
+def test_flags_of_the_command_line_follow_every_command_and_win(tmp_path):
+    """--flags: after the spec's own flags (a method's too), before the runner's; a runner's flag
+    in them is one line."""
+    path = tiny_spec(str(tmp_path), "/data", FLAGS)
+    old = specs.load(path).by_name()
+    new = specs.load(path, flags="--epochs 7 --lr 3e-3").by_name()
+    for name, run in new.items():
+        at = old[name].argv.index("--LOG_DIR")
+        assert run.argv == old[name].argv[:at] + ["--epochs", "7", "--lr", "3e-3"] + old[name].argv[at:]
+        assert (run.args.epochs, run.args.lr) == (7, 3e-3)
+    with pytest.raises(UserError, match=r"--flags: remove --seed: the runner sets") as e:
+        specs.load(path, flags="--seed 3")
+    assert "\n" not in str(e.value)
+    done = cli("run", path, "--dry-run", "--flags", "--epochs 7")
+    assert done.returncode == 0 and done.stdout.count("--epochs 7 --LOG_DIR") == len(new), done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("text,message", [
     ('base = "missing.toml"', "level.toml: base {tmp}/missing.toml: no such spec file"),
     ('base = "level.toml"', "level.toml: base {tmp}/level.toml leads back to itself"),

@@ -45,11 +45,10 @@ def test_dry_run_runs_every_stage_and_writes_the_report(tmp_path):
     assert smoke.count("| resnet18 |") == 4 and smoke.count(" | ok |") == 4
     mini = section(report, "miniature")
     rows = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"\| ([^|]+?) \| (\d+) of (\d+) \|", mini)}
-    assert rows["source (Proxy-Anchor)"] == (6, 6) and rows["target: Relaxed_Contra"] == (6, 6)
-    done, planned = rows["baseline: Proxy-Anchor alone"]
-    assert done < planned and "stopped by its --time-budget of 0.2 s" in mini   # how many fit in 0.2 s varies
+    assert rows == {title: (6, 6) for title in gpu_miniature.TITLES.values()}, mini
+    assert mini.count("| all planned steps |") == 3 and "scripts/experiments.py run" in mini
     assert re.search(r"test R@1: source \(Proxy-Anchor\) [\d.]+ \(6 steps\), Relaxed_Contra [\d.]+ \(6 steps\), "
-                     r"Proxy-Anchor alone [\d.]+ \(\d steps\)", out.stdout)
+                     r"Proxy-Anchor alone [\d.]+ \(6 steps\)", out.stdout)
     assert "| resnet50-to-resnet18 | cpu | fp32 |" in section(report, "step_bench")
     assert "| workers | images/s | batches/s |" in section(report, "data_bench")
     assert "the GPU is the limit" in report or "the loader is the limit" in report
@@ -70,6 +69,27 @@ def test_a_failed_and_a_timed_out_stage_are_reported_with_what_they_measured(tmp
     tests = section(report, "tests")
     assert "forced failure (--fault)" in tests and "4 passed" in tests
     assert "not ok: data_bench (timed out), tests (failed)" in out.stdout
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:   # ended meanwhile
+        return b""
+
+
+@pytest.mark.e2e
+@no_gpu
+def test_a_miniature_stopped_at_its_limit_leaves_no_trainer_running_and_reports_how_far_each_got(tmp_path):
+    out, report = run_check(tmp_path, "--dry-run", "--only", "miniature", "--limit", "miniature=25")
+    assert out.returncode == 1 and f"| {TITLES['miniature']} | timed out |" in report
+    mini = section(report, "miniature")
+    assert "stopped at the stage limit" in mini and ("stopped at the stage's time limit" in mini
+                                                     or "| not started" in mini)
+    runs = re.search(r"--out (\S+)", mini).group(1)
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and runs.encode() in cmdline(pid)]
+    assert not left, f"trainers of {runs} outlived the stage: pids {left}"
 
 
 @no_gpu
@@ -125,7 +145,7 @@ def test_a_command_past_its_limit_is_stopped_with_its_children_and_its_output_ke
 
 
 class FakeContext:
-    """gpu_miniature.stage's view of gpu_check: each run is answered by `answer(cmd)`."""
+    """gpu_miniature.stage's view of gpu_check: the runner's command is answered by `answer(cmd)`."""
 
     def __init__(self, tmp, answer):
         self.dry, self.tmp, self.py, self.answer, self.said = True, str(tmp), sys.executable, answer, []
@@ -137,27 +157,53 @@ class FakeContext:
         self.said.append(line)
 
 
-def test_a_miniature_run_killed_at_its_limit_reports_its_steps_and_recorded_recall(tmp_path):
+def fake_run(folder, records, runner=None, log=""):
+    """A run folder as the runner and a trainer leave it."""
+    run = os.path.join(folder, "logs_emoji", "run")
+    os.makedirs(run)
+    with open(os.path.join(run, "args.json"), "w") as f:
+        json.dump({"loss": "Proxy_Anchor"}, f)
+    with open(os.path.join(run, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    if runner:
+        with open(os.path.join(folder, "runner.json"), "w") as f:
+            json.dump(runner, f)
+    with open(os.path.join(folder, "log.txt"), "w") as f:
+        f.write(log)
+
+
+def test_the_miniature_reads_each_run_from_its_folder_however_it_ended(tmp_path):
+    """The source stopped by its --time-budget, the target failed, the baseline stopped at the
+    stage's limit after one epoch: each row says so, with the steps and recall recorded."""
     def answer(cmd):
-        log_dir = cmd[cmd.index("--LOG_DIR") + 1]
-        if "train_source" in cmd:   # killed after two epochs: only its records and step marks are left
-            run = os.path.join(log_dir, "logs_emoji", "run")
-            os.makedirs(run)
-            with open(os.path.join(run, "args.json"), "w") as f:
-                json.dump({"loss": "Proxy_Anchor"}, f)
-            with open(os.path.join(run, "metrics.jsonl"), "w") as f:
-                f.write(json.dumps({"epoch": 0, "R@1": 0.25}) + "\n" + json.dumps({"epoch": 1, "R@1": 0.5}) + "\n")
-            return gpu_check.Result(124, 80.0, "gpu_check: steps 3\ngpu_check: steps 6\n(stopped)", True, 80.0)
-        return gpu_check.Result(2, 5.0, "error: the loss became nan", False, 80.0)
+        assert cmd[1:4] == ["scripts/experiments.py", "run", gpu_miniature.SPEC]
+        out = cmd[cmd.index("--out") + 1]
+        fake_run(os.path.join(out, "source-lite0-emoji"),
+                 [{"epoch": 0, "R@1": 0.25, "steps": 3}, {"epoch": 1, "R@1": 0.5, "steps": 3}],
+                 {"status": "finished", "returncode": 0, "total_seconds": 80.4},
+                 "--time-budget 75 s reached: evaluating and stopping.\n")
+        os.makedirs(os.path.join(out, "emoji-self_transfer-Relaxed_Contra-s0"))
+        with open(os.path.join(out, "emoji-self_transfer-Relaxed_Contra-s0", "runner.json"), "w") as f:
+            json.dump({"status": "failed", "returncode": 2, "total_seconds": 5.0}, f)
+        with open(os.path.join(out, "emoji-self_transfer-Relaxed_Contra-s0", "log.txt"), "w") as f:
+            f.write("Traceback ...\nerror: the loss became nan\n")
+        fake_run(os.path.join(out, "emoji-self_transfer-Proxy_Anchor-s0"), [{"epoch": 0, "R@1": 0.125, "steps": 3}],
+                 {"status": "running", "pid": -1, "host": "gone"})
+        return gpu_check.Result(124, 270.0, "[12:00:00] started ...", True, 270.0)
 
     ctx = FakeContext(tmp_path, answer)
     status, body = gpu_miniature.stage(ctx)
     assert status == "timed out"
-    assert "| source (Proxy-Anchor) | 6 of 6 | 80 | 1 | 50.0 | killed at its time limit (80 s)" in body
-    assert "| target: Relaxed_Contra | - | - | - | - | skipped: the source saved no checkpoint |" in body
-    assert "| baseline: Proxy-Anchor alone | 0 of 6 | 5 | - | - | failed (exit status 2): error: the loss became nan |" in body
+    planned = re.search(r"plan: (\d+) epochs x (\d+) steps", body)
+    total = int(planned.group(1)) * int(planned.group(2))
+    assert f"| source (Proxy-Anchor) | 6 of {total} | 80 | 1 | 50.0 | stopped by its --time-budget of 75 s |" in body
+    assert (f"| target: Relaxed_Contra | 0 of {total} | 5 | - | - | failed (exit status 2): "
+            "error: the loss became nan |") in body
+    assert (f"| baseline: Proxy-Anchor alone | 3 of {total} | 0 | 0 | 12.5 | stopped at the stage's time limit; "
+            "figures as far as it got |") in body
     assert "- source (Proxy-Anchor), test R@1 by epoch: 0: 25.0, 1: 50.0\n" in body
-    assert ctx.said == ["test R@1: source (Proxy-Anchor) 50.0 (6 steps), Proxy-Anchor alone - (0 steps)"]
+    assert ctx.said == ["test R@1: source (Proxy-Anchor) 50.0 (6 steps), Relaxed_Contra - (0 steps), "
+                        "Proxy-Anchor alone 12.5 (3 steps)"]
 
 
 def test_unpacking_refuses_a_missing_or_incomplete_emoji_tarball(tmp_path):
@@ -173,21 +219,26 @@ def test_unpacking_refuses_a_missing_or_incomplete_emoji_tarball(tmp_path):
 
 
 def test_the_gpu_plan_is_the_papers_step_count_in_flags_the_trainers_accept(tmp_path):
-    from embedding_transfer import train_source
-    from embedding_transfer import train_target
+    from embedding_transfer.experiments import spec as specs
     per_epoch = 6158 // 90   # the emoji training split
-    epochs = -(-gpu_miniature.PAPER_STEPS // per_epoch)
-    runs, ckpt = gpu_miniature.commands(sys.executable, "data", str(tmp_path), gpu_miniature.GPU, epochs)
-    parsed = {key: {"train_source": train_source, "train_target": train_target}[cmd[2]].get_args_parser()
-              .parse_args(cmd[3:]) for _, key, cmd in runs}
-    assert gpu_miniature.PAPER_STEPS == 90 * 65 and epochs * per_epoch >= 5850
-    for key, args in parsed.items():
-        assert (args.epochs, args.crop_size, args.batch_size, args.lr) == (epochs, 48, 90, 1e-4)
-        assert args.time_budget == gpu_miniature.GPU["budgets"][key] > 0
+    over = gpu_miniature.flags(gpu_miniature.GPU, "data", per_epoch)
+    spec = specs.load(gpu_miniature.SPEC, str(tmp_path), __import__("shlex").join(over))
+    runs = {r.method: r for r in spec.runs}
+    assert set(runs) == {"", "Relaxed_Contra", "Proxy_Anchor"}
+    epochs = runs[""].args.epochs
+    assert gpu_miniature.PAPER_STEPS == 90 * 65 and epochs * per_epoch >= 5850 > (epochs - 1) * per_epoch
+    # The spec alone (without gpu_check's --flags) plans the same: a user's run gets the same steps.
+    assert {r.args.epochs for r in specs.load(gpu_miniature.SPEC).runs} == {epochs}
+    budgets = {}
+    for key, run in runs.items():
+        args = run.args
+        assert (args.epochs, args.crop_size, args.batch_size, args.lr, args.DATA_DIR) == (epochs, 48, 90, 1e-4, "data")
         assert args.model == "efficientnet_lite0" and not args.random_init and args.embedding_size == 512
-    source, relaxed, baseline = parsed["source"], parsed["Relaxed_Contra"], parsed["Proxy_Anchor"]
-    assert source.save == 1 and source.l2_norm == 1 and source.warm == 1
-    assert ckpt.startswith(source.save_dir) and relaxed.source_ckpt == ckpt
+        budgets[key] = args.time_budget
+    assert all(b > 0 for b in budgets.values()) and sum(budgets.values()) < gpu_check.LIMITS["miniature"]
+    source, relaxed, baseline = runs[""].args, runs["Relaxed_Contra"].args, runs["Proxy_Anchor"].args
+    assert source.save == 1 and source.l2_norm == 1 and source.warm == 1 and source.lr_decay_step == -(-epochs // 6)
+    assert relaxed.source_ckpt == runs[""].ckpt and runs["Relaxed_Contra"].needs == runs[""].name
     assert (relaxed.loss, relaxed.IPC, relaxed.view) == ("Relaxed_Contra", 3, 2)
     assert (baseline.loss, baseline.IPC, baseline.view, baseline.target_norm) == ("Proxy_Anchor", 0, 1, 1)
 
@@ -199,13 +250,3 @@ def test_a_stopped_pytest_run_is_summed_up_from_its_progress_lines():
         "stopped at 80% of the selection, 4 failures or errors so far"
     assert pytest_summary(gpu_check.Result(1, 9.0, text + "\n3 failed, 20 passed in 9.1s\n", False, 60.0)) == \
         "3 failed, 20 passed in 9.1s"
-
-
-@pytest.mark.parametrize("lines, steps, budget", [
-    (["gpu_check: steps 3 budget"], 3, True),   # the deadline ended an epoch early
-    (["gpu_check: steps 3", "--time-budget 0.2 s reached: evaluating and stopping."], 3, True),   # at an epoch's end
-    (["gpu_check: steps 3", "gpu_check: steps 6"], 6, False),
-])
-def test_a_time_budget_that_ends_a_run_is_read_wherever_it_passed(lines, steps, budget):
-    text = "\n".join(lines + ['gpu_check: result {"R@1": 0.5}'])
-    assert gpu_miniature.read_marks(text) == (steps, budget, {"R@1": 0.5})

@@ -30,6 +30,8 @@ def get_args_parser():
     for q in (run, status, report):
         q.add_argument("spec", help="the spec, e.g. scripts/specs/paper.toml")
         q.add_argument("--out", default=None, help="folder of the run folders (default: the spec's out)")
+        q.add_argument("--flags", default="", help="trainer flags added after every run's command, over the "
+                       "spec's values (e.g. --flags '--epochs 2 --workers 0' to try a spec small)")
     run.add_argument("--dry-run", action="store_true", help="print every command and the estimated device-hours")
     run.add_argument("--launcher", default="local", choices=("local", "slurm"))
     local = run.add_argument_group("local launcher")
@@ -58,7 +60,7 @@ def launcher(args, spec):
 
 
 def main(args):
-    spec = specs.load(args.spec, args.out)
+    spec = specs.load(args.spec, args.out, args.flags)
     return {"run": run, "status": status, "report": report}[args.command](args, spec)
 
 

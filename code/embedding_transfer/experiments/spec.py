@@ -69,13 +69,15 @@ def absolute(path):
     return os.path.normpath(os.path.join(ROOT, path))
 
 
-def load(path, out=None):
-    return _Builder(path, read(path), out).build()
+def load(path, out=None, flags=""):
+    """The spec at `path`; `out` replaces its out, and `flags` are added after every run's command
+    (sources' and targets'), so they win over the spec's own values (e.g. --epochs 2 for a smoke test)."""
+    return _Builder(path, read(path), out, flags).build()
 
 
-def build(path, data, out=None):
+def build(path, data, out=None, flags=""):
     """A spec from its TOML already read (read()) and changed in code; `path` names it in errors."""
-    return _Builder(path, data, out).build()
+    return _Builder(path, data, out, flags).build()
 
 
 def read(path, chain=()):
@@ -108,9 +110,10 @@ def merged(base, over):
 
 
 class _Builder:
-    def __init__(self, path, data, out):
+    def __init__(self, path, data, out, flags=""):
         self.path, self.data = path, data
         self.out = out or self.get(data, "out", str, "top level")
+        self.overrides = self.not_owned(shlex.split(flags), "--flags")
 
     def fail(self, message):
         raise UserError(f"{self.path}: {message}")
@@ -256,7 +259,7 @@ class _Builder:
         argv = self.split(self.template.format_map({k: shlex.quote(str(v)) for k, v in values.items()}),
                           "train_target", "[target] command")
         argv += (self.target_flags + self.extra_flags("setting", setting) + self.extra_flags("dataset", dataset)
-                 + self.extra_flags("method", method))
+                 + self.extra_flags("method", method) + self.overrides)
         argv += ["--LOG_DIR", os.path.join(self.out, name), "--seed", str(seed)]
         args = self.parse(train_target, argv, f"run {name}")
         if (args.dataset, args.loss) != (dataset, method):
@@ -326,7 +329,7 @@ class _Builder:
             self.fail(f"{where} has no command for {dataset}: add {dataset} = \"python code/train_source.py ...\", "
                       "or set train = false to use a downloaded file at its ckpt")
         argv = self.split(self.get(table, dataset, str, where), "train_source", f"{where} {dataset}")
-        argv += self.flags(table, where)
+        argv += self.flags(table, where) + self.overrides
         argv += ["--LOG_DIR", os.path.join(self.out, run_name), "--save-dir", os.path.dirname(os.path.dirname(ckpt))]
         shared_seed = self.get(table, "seed", int, where, None)
         if per_seed and shared_seed is not None:
