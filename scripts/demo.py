@@ -1,27 +1,29 @@
-"""The CPU demo (`make demo`): embedding transfer on the emoji data set in a few minutes, in the
-converged regime of the mini reproduction (docs/mini_reproduction.md): ImageNet-pretrained
-EfficientNet-Lite0 frozen below --freeze-below, whose outputs for --cache-views fixed views of
-every image are computed once; every network trains the part above until it stops improving.
+"""The CPU demo (`make demo`): embedding transfer on the emoji data set in about ten minutes, in
+the regime of the regime ladder's level stage6_annealed (docs/mini_reproduction.md#the-regime-ladder),
+of which it is seed 0 at 64-d: ImageNet-pretrained EfficientNet-Lite0 frozen below --freeze-below
+(its last stage and head train), whose outputs for --cache-views fixed views of every image are
+computed once; every network trains the part above on a cosine schedule run to its end.
 
 1. render the emoji images into DATA_DIR/emoji (once), and cache the frozen part's outputs;
-2. train the source above the split with Proxy-Anchor;
-3. transfer it to a 64-d target with the relaxed contrastive loss;
-4. train the same target network with Proxy-Anchor alone, with the same schedule and patience;
-5. print one Recall@K table with a raw-pixel baseline and the seconds of each stage, and write it
+2. train the source above the split with Proxy-Anchor, and beside it the same 64-d target network
+   on Proxy-Anchor alone (the baseline), one thread each (--lanes 2);
+3. transfer the source to a 64-d target with the relaxed contrastive loss, on every thread;
+4. print one Recall@K table with a raw-pixel baseline and the seconds of each stage, and write it
    to LOG_DIR/results.md.
 
-Steps 1-4 are the spec scripts/specs/demo.toml, run by the experiment runner (docs/experiments.md)
+Steps 1-3 are the spec scripts/specs/demo.toml, run by the experiment runner (docs/experiments.md)
 with this script's flags written over its values: each run has its own folder under LOG_DIR, a
 second call skips finished runs and resumes an interrupted one, and each command is printed so
 that it can be rerun alone.
 
-Each stage has a cosine schedule of --epochs (at least the paper's ~5,900 steps) and stops after
---patience epochs without a better R@1 on the 20% of training classes held out (--val-classes
-0.2), so the numbers do not depend on the machine's speed (though the float rounding of its CPU,
-BLAS and thread count can move a patience stop by some epochs: docs/demo.md); --time-budget, in
-seconds per stage, stops each stage earlier on a slow machine instead.
+Each stage has a cosine schedule of --epochs and keeps the epoch with the best R@1 on the 20% of
+training classes held out (--val-classes 0.2); --patience N stops a stage after N epochs without a
+better one. The numbers do not depend on the machine's speed, though the float rounding of its CPU,
+BLAS and thread count can move the best epoch (docs/demo.md); --time-budget, in seconds per stage,
+stops each stage earlier on a slow machine instead.
 """
 import argparse
+import dataclasses
 import os
 import re
 import shlex
@@ -42,8 +44,9 @@ from emoji_prep.prepare import prepare_emoji  # noqa: E402
 
 SPEC = os.path.join(ROOT, "scripts", "specs", "demo.toml")
 KS = [1, 2, 4, 8]
-# Chosen on 2 CPU cores (docs/demo.md): what fits in about 10 minutes from a fresh clone.
-MODEL, CROP, LR, SPLIT, CACHE_VIEWS, EPOCHS, PATIENCE = "efficientnet_lite0", 48, 5e-4, "head", 8, 110, 10
+# The ladder's level stage6_annealed (scripts/specs/ladder/stage6_annealed.toml); docs/demo.md says
+# why, and what it costs on 2 CPU cores.
+MODEL, CROP, LR, SPLIT, CACHE_VIEWS, EPOCHS, PATIENCE = "efficientnet_lite0", 48, 5e-4, "stage6", 8, 50, 0
 
 
 def get_args_parser():
@@ -56,7 +59,7 @@ def get_args_parser():
                    help="length of every stage's cosine schedule (the source's first trains only its embedding "
                         "layer and proxies)")
     p.add_argument("--patience", type=int, default=PATIENCE,
-                   help="each stage stops after this many epochs without a better held-out R@1")
+                   help="each stage stops after this many epochs without a better held-out R@1 (0: never)")
     p.add_argument("--freeze-below", default=SPLIT, help="where the frozen ImageNet part ends")
     p.add_argument("--cache-views", type=int, default=CACHE_VIEWS, help="fixed augmented views cached per image")
     p.add_argument("--time-budget", type=float, default=0,
@@ -71,8 +74,9 @@ def get_args_parser():
     p.add_argument("--workers", type=int, default=0,
                    help="loader processes of the training stages (the cached activations need none; the cache pass uses at least 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lanes", type=int, default=1,
-                   help="stages side by side once the source is trained (2: both targets at once, one thread each)")
+    p.add_argument("--lanes", type=int, default=min(2, os.cpu_count() or 1),
+                   help="stages side by side while the source trains (2: the source and the baseline, one thread "
+                        "each); the target that learns from the source then trains alone, on every thread")
     return p
 
 
@@ -120,18 +124,21 @@ def table(rows):
     return "\n".join(lines)
 
 
-def machine():
+def machine(lanes):
     """What the numbers depend on besides the seeds: the float rounding of the CPU's kernels (its
-    instruction set, the BLAS, the thread count) decides which epoch a patience stop falls on, and the
-    vendors installed decide the data."""
+    instruction set, the BLAS, the thread count) decides which epoch scores best on the held-out
+    classes (and where a patience stop falls), and the vendors installed decide the data."""
     import platform
     import torch
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor() or platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
     blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
-    return (f"Measured on {cpu} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads, "
+    threads = torch.get_num_threads()
+    how = (f"{threads} threads (the source and the baseline side by side on {max(1, (os.cpu_count() or 1) // lanes)} "
+           f"each, then the transfer on {threads})" if lanes > 1 else f"{threads} threads")
+    return (f"Measured on {cpu} ({torch.backends.cpu.get_cpu_capability()}), {how}, "
             f"torch {torch.__version__} ({blas.group(1) if blas else 'unknown'} BLAS); "
-            "another CPU, BLAS or thread count can stop a stage at another epoch.")
+            "another CPU, BLAS or thread count can select another epoch of a stage.")
 
 
 def main(args):
@@ -149,9 +156,11 @@ def main(args):
     t_cache = time.perf_counter() - t0
     for run in spec.runs:
         print(f"$ {run.command}", flush=True)
-    if Local(spec, lanes=args.lanes).run() != 0:
-        raise UserError(f"a stage of the demo did not finish (above); run the same command again to go on: "
-                        f"finished stages are skipped (their folders are in {args.LOG_DIR})")
+    # What does not wait for the source trains beside it; the rest (the transfer) after it, alone.
+    for runs, lanes in (([r for r in spec.runs if not r.needs], args.lanes), (spec.runs, 1)):
+        if Local(dataclasses.replace(spec, runs=runs), lanes=lanes).run() != 0:
+            raise UserError(f"a stage of the demo did not finish (above); run the same command again to go on: "
+                            f"finished stages are skipped (their folders are in {args.LOG_DIR})")
     # The targets keep their best model (RUN/logs_emoji/<name>/emoji_{model}_best.pth): docs/deploy.md
     # exports and searches with it.
     by_kind = {(r.kind, r.method): r for r in spec.runs}
@@ -175,9 +184,11 @@ def main(args):
     text = (f"Emoji retrieval across {n_vendors} vendors ({', '.join(eval_set.all_vendors)}), "
             f"{eval_set.nb_classes()} unseen classes, {len(eval_set)} images; {args.crop_size}x{args.crop_size} px; "
             f"{args.model} frozen below {args.freeze_below} ({args.cache_views} cached views per training image); "
-            f"each stage: cosine schedule of {args.epochs} epochs, stopped after {args.patience} epochs without a "
-            f"better R@1 on held-out training classes, test scores of its best epoch.\n\n{table(rows)}\n\n"
-            f"{machine()}\n")
+            f"each stage: cosine schedule of {args.epochs} epochs, "
+            + (f"stopped after {args.patience} epochs without a better R@1 on held-out training classes"
+               if args.patience else "trained to its end")
+            + f", test scores of its epoch with the best R@1 on held-out training classes.\n\n{table(rows)}\n\n"
+            f"{machine(args.lanes)}\n")
     os.makedirs(args.LOG_DIR, exist_ok=True)
     with open(os.path.join(args.LOG_DIR, "results.md"), "w") as f:
         f.write(text)

@@ -29,7 +29,7 @@ E2E_FIXTURES = {"tiny_flags", "source_ckpt"}
 # one of them starting a long file when the other has nothing left (longest first); measured table
 # in docs/code.md.
 LONGEST_FIRST = ["test_ddp_steps.py", "test_mini_reproduction.py", "test_demo.py", "test_gpu_check.py",
-                 "test_experiments.py",
+                 "test_experiments.py", "test_regime_ladder.py",
                  "test_distributed.py", "test_export.py", "test_resume.py"]
 
 

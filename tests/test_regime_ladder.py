@@ -139,3 +139,17 @@ def test_an_unknown_level_is_one_line_naming_the_valid_ones(tmp_path):
     out = ladder("run", "--levels", "default,sigma3")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: --levels: unknown level 'sigma3'; valid: default, ")
+
+
+def test_a_level_read_against_another_pairs_its_claims_by_seed():
+    """The annealed schedules are also read against the same regime stopped by patience: the
+    differences are paired by seed, and a seed missing from either level is left out."""
+    from embedding_transfer.reporting import ladder
+    patience = {"a": {0: -1.0, 1: 0.5, 2: 2.0}, "c": {0: 1.0, 1: 2.0}, "a norm": {}, "c norm": {}}
+    annealed = {"a": {0: 0.0, 1: 2.5, 2: 2.0}, "c": {0: 3.0, 1: 2.0, 2: 9.0}, "a norm": {}, "c norm": {}}
+    levels = [ladder.Level("stage6", "depth", "stage6"), ladder.Level("annealed", "schedule", "annealed", "stage6")]
+    text = "\n".join(ladder.versus_section(levels, {"stage6": patience, "annealed": annealed}))
+    a, c = ladder.fmt({0: 1.0, 1: 2.0, 2: 0.0}), ladder.fmt({0: 2.0, 1: 0.0})
+    assert f"| annealed | stage6 | {a} | {c} | – | – |" in text
+    assert a.startswith("+1.00 [") and c.startswith("+1.00 [") and c.endswith("(n=2)")
+    assert ladder.versus_section(levels[:1], {"stage6": patience}) == []

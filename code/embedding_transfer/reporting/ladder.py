@@ -29,6 +29,7 @@ class Level:
     name: str      # its spec: scripts/specs/ladder/NAME.toml
     factor: str
     label: str
+    versus: str = ""   # a level it is also read against, paired by seed (besides the default)
 
 
 LEVELS = [Level("default", "default", "48 px, head trains, 8 views, lr 5e-4, σ 1"),
@@ -39,7 +40,9 @@ LEVELS = [Level("default", "default", "48 px, head trains, 8 views, lr 5e-4, σ 
           Level("lr1e-4", "target lr", "1e-4 (the paper's)"),
           Level("weak_source", "source strength", "source after 18 epochs"),
           Level("sigma0.5", "σ", "0.5"),
-          Level("sigma2", "σ", "2")]
+          Level("sigma2", "σ", "2"),
+          Level("default_annealed", "schedule", "cosine of 50 epochs run to its end (no patience)", "default"),
+          Level("stage6_annealed", "schedule", "stage6 trains too, cosine of 50 epochs run to its end", "stage6")]
 CSV_FIELDS = ["factor", "level", "setting", "method", "seed", "steps", "epochs_run", "epoch", "test_R@1", "val_R@1",
               "norm_R@1", "seconds", "source", "run"]
 
@@ -179,6 +182,24 @@ def run_seconds(folder):
     return "" if seconds is None else round(seconds, 1)
 
 
+def versus_section(levels, claims_by):
+    """Each level read against the level it names in `versus` (the same regime stopped by patience,
+    for the annealed schedules): claim differences paired by seed."""
+    pairs = [lv for lv in levels if lv.versus and lv.name in claims_by and lv.versus in claims_by]
+    if not pairs:
+        return []
+    out = ["", "## Levels read against another level", "",
+           "Each row: the level's claim minus the named level's, paired by seed (for the annealed schedules: the "
+           "same regime with its runs stopped by patience).", "",
+           "| level | against | (a) change | (c) change | (a) norm change | (c) norm change |",
+           "|---|---|---:|---:|---:|---:|"]
+    for lv in pairs:
+        d = change(claims_by[lv.name], claims_by[lv.versus])
+        out.append(f"| {lv.label} | {lv.versus} | {fmt(d['a'])} | {fmt(d['c'])} | {fmt(d['a norm'])} | "
+                   f"{fmt(d['c norm'])} |")
+    return out
+
+
 def markdown(levels, by_rows, claims_by, changes, source_r1, command, done):
     default = by_rows.get("default", [])
     out = ["# The regime ladder", "",
@@ -206,7 +227,7 @@ def markdown(levels, by_rows, claims_by, changes, source_r1, command, done):
     out += ["", "Levels without their own baselines (the source-reusing ones) read (c) against the default "
             "level's. A level with unfinished runs reads their best epoch so far. Lane-minutes: the runs' wall clock "
             "summed (two lanes run side by side).", "",
-            "## Reading", ""] + reading(levels, claims_by, changes)
+            "## Reading", ""] + reading(levels, claims_by, changes) + versus_section(levels, claims_by)
     out += ["", "## Diagnostic: targets scored on L2-normalised embeddings", "",
             "| factor | level | (a) norm | (c) norm |", "|---|---|---:|---:|"]
     for lv in levels:
