@@ -24,7 +24,7 @@ demo: venv noto-font
 # scripts/specs/$(MINI).toml through the experiment runner (finished runs are skipped, interrupted
 # ones resume), then the tables in misc/. MINI=mini_reproduction_full: all eight methods (in the
 # default's folder, reusing its runs); MINI=mini_reproduction_short: the earlier whole-network
-# miniature (LANES=1).
+# miniature (LANES=1); MINI=mini_reproduction_stage6: stage6 trainable too (about 2.3 h on 2 cores).
 MINI ?= mini_reproduction
 LANES ?= 5
 TABLES = $(patsubst %_full,%,$(MINI))
