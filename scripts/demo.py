@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "code"))
 from embedding_transfer.dataset import build_dataset  # noqa: E402
 from embedding_transfer.errors import UserError  # noqa: E402
 from embedding_transfer.experiments import commands, spec as specs, state  # noqa: E402
-from embedding_transfer.experiments.local import Local  # noqa: E402
+from embedding_transfer.experiments.local import Local, lane_threads  # noqa: E402
 from embedding_transfer.metrics import recall_at_k  # noqa: E402
 from embedding_transfer.reporting.runs import find_runs  # noqa: E402
 from emoji_prep.baseline import imagenet_features, raw_pixel_embeddings  # noqa: E402  (scripts/ is on sys.path)
@@ -134,7 +134,7 @@ def machine(lanes):
                platform.processor() or platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
     blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
     threads = torch.get_num_threads()
-    how = (f"{threads} threads (the source and the baseline side by side on {max(1, (os.cpu_count() or 1) // lanes)} "
+    how = (f"{threads} threads (the source and the baseline side by side on {lane_threads(lanes)} "
            f"each, then the transfer on {threads})" if lanes > 1 else f"{threads} threads")
     return (f"Measured on {cpu} ({torch.backends.cpu.get_cpu_capability()}), {how}, "
             f"torch {torch.__version__} ({blas.group(1) if blas else 'unknown'} BLAS); "

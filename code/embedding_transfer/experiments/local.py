@@ -25,6 +25,11 @@ def visible_gpus():
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def lane_threads(lanes):
+    """Threads of each run when `lanes` CPU lanes share the cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, lanes))
+
+
 def indent(text):
     return "\n".join("    | " + line for line in text.splitlines())
 
@@ -53,7 +58,7 @@ class Local:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         elif self.lanes > 1 and "OMP_NUM_THREADS" not in env:
             # Lanes share the cores instead of each trainer taking them all.
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.lanes))
+            env["OMP_NUM_THREADS"] = str(lane_threads(self.lanes))
         return env
 
     def _signal(self, signum, frame):
