@@ -74,6 +74,23 @@ def test_the_make_target_runs_the_committed_specs():
     assert not os.path.exists(os.path.join(ROOT, "scripts", "mini_reproduction.sh"))
 
 
+def test_the_stage6_spec_anneals_every_run_above_stage6():
+    """mini_reproduction_stage6.toml: its overlay reaches every run of the grid it inherits, the
+    Lite2 source and the budget-matched baselines included, and wins over the base's schedule."""
+    from embedding_transfer.experiments import spec as specs
+    base = specs.load(os.path.join(SPECS, "mini_reproduction.toml"))
+    spec = specs.load(os.path.join(SPECS, "mini_reproduction_stage6.toml"))
+    assert spec.seeds == [0, 1, 2]
+    assert {(r.setting, r.method, r.kind) for r in spec.runs} == {(r.setting, r.method, r.kind) for r in base.runs}
+    assert {r.args.model for r in spec.runs if r.kind == "source"} == {"efficientnet_lite0", "efficientnet_lite2"}
+    for run in spec.runs:
+        a = run.args
+        assert (a.freeze_below, a.epochs, a.patience, a.crop_size, a.cache_views) == ("stage6", 50, 0, 48, 8), run.name
+    assert any(r.budget_of for r in spec.runs)
+    for step in spec.prepare[1:]:   # the caches below stage6 that the runs read
+        assert step[step.index("--freeze-below") + 1] == "stage6"
+
+
 @pytest.mark.e2e
 def test_converged_regime_runs_resumes_and_reads_the_claims(tiny_cub, tmp_path):
     spec = tiny_spec("converged", tmp_path, str(tiny_cub))

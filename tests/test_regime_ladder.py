@@ -130,6 +130,15 @@ def test_claims_are_paired_by_seed_against_each_levels_own_source(tiny_ladder):
     assert weakest[6:10] == [ci_text(a_weak), ci_text(c_weak), ci_text({s: a_weak[s] - a_default[s] for s in a_weak}),
                              ci_text({s: c_weak[s] - c_default[s] for s in c_weak})]
     assert weakest[10] == "4 of 4" and default[10] == "10 of 10"
+    # The self-transfer target against labels alone: the weaker-source level trains no baseline, so it
+    # pairs with the default level's.
+    labels = r1(rows, "default", "self_transfer", "Proxy_Anchor")
+    l_default = {s: v - labels[s] for s, v in r1(rows, "default", "self_transfer", "Relaxed_Contra").items()}
+    l_weak = {s: v - labels[s] for s, v in r1(rows, "weak_source", "self_transfer", "Relaxed_Contra").items()}
+    section = text.split("## Self-transfer against labels alone")[1].split("##")[0]
+    assert f"| default | 48 px, head trains, 8 views, lr 5e-4, σ 1 | " in section
+    assert f"| {ci_text(l_default)} | – |" in section
+    assert f"| {ci_text(l_weak)} | {ci_text({s: l_weak[s] - l_default[s] for s in l_weak})} |" in section
     norm = {s: v - sources[s] for s, v in r1(rows, "default", "self_transfer", "Relaxed_Contra", "norm_R@1").items()}
     assert f"| default | 48 px, head trains, 8 views, lr 5e-4, σ 1 | {ci_text(norm)} |" in text
     assert (folder / "misc" / "regime_ladder.png").stat().st_size > 10_000
