@@ -19,34 +19,47 @@ SPECS = os.path.join(ROOT, "scripts", "specs")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+SPEC_OF = {"converged": "mini_reproduction_stage6.toml", "short": "mini_reproduction_short.toml"}
+
+
 def tiny_spec(regime, folder, data, seeds=(0, 1), methods=("Relaxed_Contra", "PKT"), settings=None):
-    """The committed spec of `regime` ('converged': mini_reproduction.toml, 'short':
-    mini_reproduction_short.toml) on the tiny CUB tree at DATA, 32 px, 2 epochs (sources of the short
-    regime: 1), patience 1, 2 cached views, one loader worker; runs under FOLDER/runs."""
-    name = "mini_reproduction.toml" if regime == "converged" else "mini_reproduction_short.toml"
+    """The committed spec of `regime` (SPEC_OF: 'converged' is `make mini-reproduction`'s default),
+    with the spec it names as its base, on the tiny CUB tree at DATA, 32 px, 2 epochs (sources of the
+    short regime: 1), patience 1, 2 cached views, one loader worker; runs under FOLDER/runs."""
+    name = SPEC_OF[regime]
+    os.makedirs(folder, exist_ok=True)
+    while name:
+        name = _tiny_copy(name, folder, data, seeds, methods, settings)
+    return os.path.join(str(folder), SPEC_OF[regime])
+
+
+def _tiny_copy(name, folder, data, seeds, methods, settings):
+    """Writes the tiny version of spec NAME into FOLDER; returns the name of its base, if any."""
     with open(os.path.join(SPECS, name)) as f:
         text = f.read()
     out = os.path.join(str(folder), "runs")
     text = re.sub(r' *"python scripts/prepare_emoji.py[^"]*",?\n?', "", text)   # the tree is there
     for old, new in (("emoji", "cub"), ("./data", data), ("--crop-size 48", "--crop-size 32"),
-                     ("--epochs 110", "--epochs 2"), ("--epochs 3", "--epochs 2"), ("--epochs 8", "--epochs 1"),
+                     ("--epochs 110", "--epochs 2"), ("--epochs 50", "--epochs 2"), ("--epochs 3", "--epochs 2"),
+                     ("--epochs 8", "--epochs 1"),
                      ("--patience 10", "--patience 1"), ("--cache-views 8", "--cache-views 2"),
                      ("--workers 0", "--workers 1"), ("--workers 2", "--workers 1"),
-                     ("logs/mini_reproduction_short", out), ("logs/mini_reproduction", out)):
+                     ("logs/mini_reproduction_short", out), ("logs/mini_reproduction_stage6", out),
+                     ("logs/mini_reproduction", out)):
         text = text.replace(old, new)
     assert "emoji" not in text and "./data" not in text and "logs/" not in text
     text = re.sub(r"^seeds = .*$", f"seeds = {list(seeds)}", text, flags=re.M)
     text = re.sub(r"^methods = .*$", f"methods = {json.dumps([*methods, 'Proxy_Anchor'])}", text, flags=re.M)
     if settings:
         text = re.sub(r"^settings = .*$", f"settings = {json.dumps(list(settings))}", text, flags=re.M)
-    for m in methods:
-        if f"[method.{m}]" not in text:
-            text += f'\n[method.{m}]\nflags = "--IPC 3 --view 2"\n'
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(str(folder), name)
-    with open(path, "w") as f:
+    base = re.search(r'^base = "(.*)"$', text, flags=re.M)
+    if not base:   # the methods' flags go where the grid is
+        for m in methods:
+            if f"[method.{m}]" not in text:
+                text += f'\n[method.{m}]\nflags = "--IPC 3 --view 2"\n'
+    with open(os.path.join(str(folder), name), "w") as f:
         f.write(text)
-    return path
+    return base and base.group(1)
 
 
 def make_mini_reproduction(spec, folder, misc_name, lanes):
@@ -70,6 +83,7 @@ def test_the_make_target_runs_the_committed_specs():
     with open(os.path.join(ROOT, "Makefile")) as f:
         make = f.read()
     assert "scripts/experiments.py run scripts/specs/$(MINI).toml" in make
+    assert f"MINI ?= {SPEC_OF['converged'][:-len('.toml')]}" in make   # what the e2e test below runs
     assert "scripts/results_table.py logs/$(TABLES) --matched-baselines --flag-rising" in make
     assert not os.path.exists(os.path.join(ROOT, "scripts", "mini_reproduction.sh"))
 
@@ -81,7 +95,8 @@ def test_the_stage6_spec_anneals_every_run_above_stage6():
     base = specs.load(os.path.join(SPECS, "mini_reproduction.toml"))
     spec = specs.load(os.path.join(SPECS, "mini_reproduction_stage6.toml"))
     assert spec.seeds == [0, 1, 2]
-    assert {(r.setting, r.method, r.kind) for r in spec.runs} == {(r.setting, r.method, r.kind) for r in base.runs}
+    assert {(r.setting, r.method, r.kind) for r in spec.runs} == {
+        (r.setting, r.method, r.kind) for r in base.runs if r.method != "Relaxed_MS"}   # (b) is _full's
     assert {r.args.model for r in spec.runs if r.kind == "source"} == {"efficientnet_lite0", "efficientnet_lite2"}
     for run in spec.runs:
         a = run.args
@@ -89,17 +104,21 @@ def test_the_stage6_spec_anneals_every_run_above_stage6():
     assert any(r.budget_of for r in spec.runs)
     for step in spec.prepare[1:]:   # the caches below stage6 that the runs read
         assert step[step.index("--freeze-below") + 1] == "stage6"
+    full = specs.load(os.path.join(SPECS, "mini_reproduction_stage6_full.toml"))
+    assert full.out == spec.out and len({r.method for r in full.runs if r.kind != "source"}) == 9
+    assert {r.name for r in spec.runs} < {r.name for r in full.runs}   # it reuses the default's runs
+    assert all((r.args.freeze_below, r.args.epochs, r.args.patience) == ("stage6", 50, 0) for r in full.runs)
 
 
 @pytest.mark.e2e
 def test_converged_regime_runs_resumes_and_reads_the_claims(tiny_cub, tmp_path):
     spec = tiny_spec("converged", tmp_path, str(tiny_cub))
-    first = make_mini_reproduction(spec, tmp_path, "mini_reproduction", lanes=2)
+    first = make_mini_reproduction(spec, tmp_path, "mini_reproduction_stage6", lanes=2)
     # Two networks' caches (training and evaluation splits), built by the prepare steps and only
     # read by the runs.
     assert len(os.listdir(tmp_path / "runs" / "feature_cache")) == 4
     assert "feature cache" not in "".join(p.read_text() for p in (tmp_path / "runs").glob("*/log.txt"))
-    with open(tmp_path / "misc" / "mini_reproduction.csv") as f:
+    with open(tmp_path / "misc" / "mini_reproduction_stage6.csv") as f:
         rows = list(csv.DictReader(f))
     sources = [r for r in rows if r["setting"] == "source"]
     assert sorted((r["target"], r["seed"]) for r in sources) == [
@@ -107,23 +126,24 @@ def test_converged_regime_runs_resumes_and_reads_the_claims(tiny_cub, tmp_path):
         ("efficientnet_lite2-512", "0"), ("efficientnet_lite2-512", "1")]
     for r in rows:
         args = json.load(open(os.path.join(r["run"].split("#")[0], "args.json")))
-        assert args["freeze_below"] == "head" and args["cache_views"] == 2 and str(args["seed"]) == r["seed"]
+        assert args["freeze_below"] == "stage6" and args["cache_views"] == 2 and str(args["seed"]) == r["seed"]
+        assert args["patience"] == 0 and (args["epochs"], r["epochs_run"]) == (2, "2") or r["setting"] == "no source"
         assert r["still_rising"] in ("0", "1") and int(r["steps"]) > 0
         if r["setting"] != "no source":   # a budgeted baseline's last epoch may end before its first step
             assert int(r["steps"]) >= int(r["epochs_run"])
         if args.get("source_ckpt"):   # each seed's targets learn from that seed's source
             assert f"seed{args['seed']}" in args["source_ckpt"]
-    claims = (tmp_path / "misc" / "mini_reproduction_claims.md").read_text()
+    claims = (tmp_path / "misc" / "mini_reproduction_stage6_claims.md").read_text()
     for line in ("| (a) | self-transfer: Relaxed_Contra − its source (efficientnet_lite0-512) | 2 |",
                  "| (b) | compression: Relaxed_Contra − PKT | 2 |",
                  "| (c) | dimensionality reduction: Relaxed_Contra − Proxy_Anchor (no source) [budget=same epochs"):
         assert line in claims
-    assert (tmp_path / "misc" / "mini_reproduction_curves.png").stat().st_size > 10000
+    assert (tmp_path / "misc" / "mini_reproduction_stage6_curves.png").stat().st_size > 10000
     assert first.count("started ") == 4 + 2 * 3 * 3
-    table = (tmp_path / "misc" / "mini_reproduction.md").read_text()
-    second = make_mini_reproduction(spec, tmp_path, "mini_reproduction", lanes=2)
+    table = (tmp_path / "misc" / "mini_reproduction_stage6.md").read_text()
+    second = make_mini_reproduction(spec, tmp_path, "mini_reproduction_stage6", lanes=2)
     assert "0 to run" in second and "started " not in second
-    assert (tmp_path / "misc" / "mini_reproduction.md").read_text() == table
+    assert (tmp_path / "misc" / "mini_reproduction_stage6.md").read_text() == table
 
 
 @pytest.mark.e2e
