@@ -55,8 +55,11 @@ def test_cached_features_are_the_frozen_forward_pass(textured_cub, tmp_path):
             views.append(train_tf(im))
         with torch.no_grad():
             direct = net.bottom(torch.stack(views + [eval_tf(im)]))
-        torch.testing.assert_close(store["train"][i], direct[:3], rtol=0, atol=1e-6)
-        torch.testing.assert_close(store["eval"][i], direct[3], rtol=0, atol=1e-6)
+        # Float noise only: the cache runs other batch sizes, and on one AVX2 thread oneDNN picks
+        # other kernels for them (2e-5 apart); two views of an image are 1e-2 and more apart.
+        assert (direct[0] - direct[1]).abs().max() > 1e-2
+        torch.testing.assert_close(store["train"][i], direct[:3], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(store["eval"][i], direct[3], rtol=1e-4, atol=1e-4)
         # The whole network on the image embeds it as the split network does from the cache.
         full = build_model(LITE, 16, pretrained=True).eval()
         full.model.embedding.load_state_dict(net.model.embedding.state_dict())
